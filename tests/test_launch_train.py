@@ -1,0 +1,116 @@
+"""End-to-end tests of `python -m experiments.train` (real processes, real files)."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from experiments.configs import train as train_config
+from unlearn_jax import io, pipeline
+
+ROOT = Path(__file__).resolve().parents[1]
+SMALL = ["--config=experiments/configs/train.py:dataset=digits,seeds=2,epochs=4",
+         "--config.progress=False"]
+
+
+def launch(workdir, *args, wait=True):
+  cmd = [sys.executable, "-m", "experiments.train", f"--workdir={workdir}", *args]
+  if not wait:
+    return subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+  out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=900)
+  assert out.returncode == 0, out.stderr[-3000:]
+  return out
+
+
+def numbers(summary):
+  """Everything in summary.json except wall-clock times."""
+  groups = json.loads(json.dumps(summary["groups"]))
+  for g in groups.values():
+    g["cost"].pop("wall_s")
+  return groups
+
+
+@pytest.mark.slow
+def test_default_job_reaches_95_percent(tmp_path):
+  """The README's default command: mnist5k, 3 seeds, original model >= 95 % test accuracy."""
+  out = launch(tmp_path / "wd", "--config=experiments/configs/train.py")
+  summary = io.read_json(tmp_path / "wd" / "summary.json")
+  assert summary["dataset"] == "mnist5k" and len(summary["seeds"]) == 3
+  test_acc = summary["groups"]["original"]["splits"]["test"]["accuracy"]
+  assert test_acc["mean"] >= 0.95, test_acc
+  assert min(test_acc["per_seed"]) >= 0.94
+  oracle = summary["groups"]["oracle"]["splits"]
+  # the oracle never saw the forget set: its forget accuracy is far below its retain accuracy
+  assert oracle["forget"]["accuracy"]["mean"] < oracle["retain"]["accuracy"]["mean"]
+  for group in ("original", "oracle"):
+    log = io.read_jsonl(tmp_path / "wd" / "models" / group / "metrics.jsonl")
+    assert [r["epoch"] for r in log] == list(range(1, 13))
+  assert (tmp_path / "wd" / "config.json").exists()
+  assert (tmp_path / "wd" / "forget_set.npz").exists()
+  last = out.stdout.strip().splitlines()[-1]
+  assert last.startswith("mnist5k/cnn x3 seeds | original: test") and "summary.json" in last
+
+
+@pytest.mark.slow
+def test_killed_run_resumes_to_the_same_numbers(tmp_path):
+  launch(tmp_path / "reference", *SMALL)
+  reference = io.read_json(tmp_path / "reference" / "summary.json")
+
+  workdir = tmp_path / "killed"
+  proc = launch(workdir, *SMALL, wait=False)
+  log = workdir / "models" / "oracle" / "metrics.jsonl"
+  deadline = time.time() + 600
+  while time.time() < deadline and len(io.read_jsonl(log)) < 1 and proc.poll() is None:
+    time.sleep(0.2)
+  assert proc.poll() is None, "the run finished before it could be killed"
+  os.kill(proc.pid, signal.SIGKILL)  # mid-training of the second group
+  proc.wait()
+  assert not (workdir / "summary.json").exists()
+
+  launch(workdir, *SMALL)
+  resumed = io.read_json(workdir / "summary.json")
+  assert numbers(resumed) == numbers(reference)
+
+  # Running a finished workdir again recomputes nothing and reports the same numbers.
+  mtimes = {p: p.stat().st_mtime for p in (workdir / "models").rglob("*") if p.is_file()}
+  launch(workdir, *SMALL)
+  assert numbers(io.read_json(workdir / "summary.json")) == numbers(reference)
+  assert mtimes == {p: p.stat().st_mtime for p in mtimes}
+
+
+def test_config_arguments_and_errors():
+  config = train_config.get_config("dataset=digits,model=mlp,seeds=2,width=0.5,epochs=3")
+  assert (config.data.name, config.model.name, config.seeds) == ("digits", "mlp", (0, 1))
+  assert config.model.width == 0.5 and config.train.epochs == 3
+  with pytest.raises(ValueError, match="unknown config argument 'datset'"):
+    train_config.get_config("datset=digits")
+  with pytest.raises(ValueError, match="is not key=value"):
+    train_config.get_config("digits")
+
+
+def test_unknown_dataset_and_model_fail_fast(tmp_path):
+  config = train_config.get_config("dataset=digits")
+  config.data.name = "no_such_dataset_xyz"
+  with pytest.raises(ValueError, match="no_such_dataset_xyz"):
+    pipeline.setup(config, tmp_path / "a")
+  config = train_config.get_config("dataset=digits")
+  config.model.name = "resnet1000"
+  with pytest.raises(ValueError, match="unknown model 'resnet1000'"):
+    pipeline.setup(config, tmp_path / "b")
+  config = train_config.get_config("dataset=digits")
+  config.forget.fraction = 1.5
+  with pytest.raises(ValueError, match="fraction"):
+    pipeline.setup(config, tmp_path / "c")
+
+
+def test_workdir_made_with_another_config_is_refused(tmp_path):
+  config = train_config.get_config("dataset=digits")
+  pipeline.setup(config, tmp_path)
+  config.train.learning_rate = 0.5
+  with pytest.raises(ValueError, match="different config .*train"):
+    pipeline.setup(config, tmp_path)

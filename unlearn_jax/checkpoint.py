@@ -1,0 +1,57 @@
+"""Per-epoch checkpoints of a (single or stacked) `TrainState` with orbax.
+
+Saved: step, params, model_state and optimizer state (the static `apply_fn`/`tx` are rebuilt from
+the config). Orbax writes each checkpoint to a temporary folder and renames it when complete, so an
+interrupted save never looks finished. Restoring uses the freshly built state as the abstract
+target, which gives back the optax state types.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import jax
+import orbax.checkpoint as ocp
+
+from unlearn_jax.train import TrainState
+
+
+def _payload(state: TrainState) -> dict:
+  return {"step": state.step, "params": state.params, "model_state": state.model_state,
+          "opt_state": state.opt_state}
+
+
+class Checkpointer:
+  """Checkpoints indexed by completed epoch in `directory`, keeping the newest `max_to_keep`."""
+
+  def __init__(self, directory, max_to_keep: int = 2):
+    self.directory = Path(directory).absolute()
+    self._manager = ocp.CheckpointManager(
+        self.directory, options=ocp.CheckpointManagerOptions(max_to_keep=max_to_keep,
+                                                             create=True))
+
+  def latest_epoch(self) -> Optional[int]:
+    return self._manager.latest_step()
+
+  def save(self, epoch: int, state: TrainState) -> None:
+    self._manager.save(epoch, args=ocp.args.StandardSave(_payload(state)))
+
+  def restore(self, epoch: int, like: TrainState) -> TrainState:
+    """Restore epoch `epoch` into the structure (and shardings) of `like`."""
+    target = jax.tree_util.tree_map(ocp.utils.to_shape_dtype_struct, _payload(like))
+    restored = self._manager.restore(epoch, args=ocp.args.StandardRestore(target))
+    return like.replace(**restored)
+
+  def wait(self) -> None:
+    self._manager.wait_until_finished()
+
+  def close(self) -> None:
+    self._manager.wait_until_finished()
+    self._manager.close()
+
+  def __enter__(self):
+    return self
+
+  def __exit__(self, *exc):
+    self.close()

@@ -1,0 +1,311 @@
+"""Pure training: `TrainState`, `train_step`, `evaluate`, `fit`, for one model or many at once.
+
+A state is *stacked* when every leaf has a leading model axis (N seeds trained in one compiled
+program through `jax.vmap`); `num_models(state)` tells which. All functions accept both.
+
+Recipe (shared by the three papers' reference code): SGD with momentum and coupled weight decay
+(PyTorch's `SGD(weight_decay=...)`: g <- g + wd * theta before momentum, applied to every
+parameter), a cosine or constant learning-rate schedule stepped per update, cross-entropy loss,
+and a fresh PRNG-driven permutation of the training set every epoch. The last partial batch of an
+epoch is dropped so every step has the same shape (each epoch reshuffles, so every example is
+used); the permutation of epoch e is drawn from `fold_in(key, e)`, so a resumed run sees exactly
+the batches an uninterrupted run would.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any, Callable, Optional
+
+import flax.struct as struct
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+
+from unlearn_jax.models import Model
+
+SCHEDULES = ("cosine", "constant")
+MODEL_AXIS_STRATEGIES = ("auto", "vmap", "unrolled")
+
+Objective = Callable[[jax.Array, jax.Array, Any], jax.Array]  # (logits, labels, params) -> loss
+
+
+@struct.dataclass
+class TrainState:
+  """Everything that changes during training. `apply_fn` and `tx` are static (not leaves)."""
+  step: jax.Array
+  params: Any
+  model_state: Any
+  opt_state: Any
+  apply_fn: Callable = struct.field(pytree_node=False)
+  tx: optax.GradientTransformation = struct.field(pytree_node=False)
+
+
+def num_models(state: TrainState) -> Optional[int]:
+  """N for a stacked state (leading model axis), None for a single model."""
+  return None if jnp.ndim(state.step) == 0 else int(state.step.shape[0])
+
+
+def make_optimizer(*, learning_rate: float, total_steps: int, momentum: float = 0.9,
+                   weight_decay: float = 0.0, schedule: str = "cosine",
+                   final_lr_fraction: float = 0.0, nesterov: bool = False
+                   ) -> optax.GradientTransformation:
+  """SGD with momentum, coupled weight decay and a per-step schedule.
+
+  `cosine` decays from `learning_rate` to `final_lr_fraction * learning_rate` over `total_steps`
+  (DEL's finetuning uses 0.01); `constant` keeps `learning_rate`.
+  """
+  if schedule == "cosine":
+    lr = optax.cosine_decay_schedule(learning_rate, max(1, total_steps), alpha=final_lr_fraction)
+  elif schedule == "constant":
+    lr = learning_rate
+  else:
+    raise ValueError(f"unknown learning-rate schedule '{schedule}'; choose one of "
+                     f"{', '.join(SCHEDULES)}")
+  if learning_rate <= 0:
+    raise ValueError(f"learning_rate must be > 0, got {learning_rate}")
+  parts = [optax.add_decayed_weights(weight_decay)] if weight_decay else []
+  parts.append(optax.sgd(lr, momentum=momentum or None, nesterov=nesterov))
+  return optax.chain(*parts)
+
+
+@functools.lru_cache(maxsize=None)
+def _compiled_init(init_fn, image_shape: tuple, stacked: bool):
+  """Jitted (params, model_state) initialiser, compiled once per model and input shape."""
+  sample = jnp.zeros((1, *image_shape), jnp.float32)
+  one = lambda k: init_fn(k, sample)
+  return jax.jit(jax.vmap(one) if stacked else one)
+
+
+def create_train_state(model: Model, tx: optax.GradientTransformation, key: jax.Array,
+                       image_shape) -> TrainState:
+  """A fresh state: parameters initialised from `key`, optimizer state from `tx`.
+
+  `key` may be a single key or a batch of keys `[N, ...]`, giving a stacked state of N models.
+  """
+  stacked = jnp.ndim(key) == 2 or (jnp.ndim(key) == 1 and jax.dtypes.issubdtype(
+      key.dtype, jax.dtypes.prng_key))
+  params, model_state = _compiled_init(model.init, tuple(image_shape), stacked)(key)
+  opt_state = (jax.vmap(tx.init) if stacked else tx.init)(params)
+  step = jnp.zeros((key.shape[0],) if stacked else (), jnp.int32)
+  return TrainState(step=step, params=params, model_state=model_state, opt_state=opt_state,
+                    apply_fn=model.apply, tx=tx)
+
+
+def cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:
+  """Mean softmax cross-entropy with integer labels."""
+  return optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
+
+
+def ce_objective(logits, labels, params):
+  del params
+  return cross_entropy(logits, labels)
+
+
+def make_train_step(objective: Objective = ce_objective):
+  """A pure `train_step(state, batch) -> (state, metrics)` minimising `objective`.
+
+  `batch` is a dict with `x` (images) and `y` (integer labels); metrics are the batch `loss`
+  and `accuracy`. The model runs in training mode (BatchNorm uses and updates batch statistics).
+  """
+
+  def train_step(state: TrainState, batch):
+    def loss_fn(params):
+      logits, model_state = state.apply_fn(params, state.model_state, batch["x"], True)
+      return objective(logits, batch["y"], params), (logits, model_state)
+
+    (loss, (logits, model_state)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+    updates, opt_state = state.tx.update(grads, state.opt_state, state.params)
+    params = optax.apply_updates(state.params, updates)
+    metrics = {"loss": loss, "accuracy": jnp.mean(jnp.argmax(logits, -1) == batch["y"])}
+    return state.replace(step=state.step + 1, params=params, model_state=model_state,
+                         opt_state=opt_state), metrics
+
+  return train_step
+
+
+train_step = make_train_step()
+
+
+def data_parallel_mesh(devices=None) -> Mesh:
+  """A 1-D mesh with axis 'data' over `devices` (default: all local devices)."""
+  devices = jax.local_devices() if devices is None else list(devices)
+  return Mesh(np.asarray(devices), ("data",))
+
+
+def replicate(tree, mesh: Optional[Mesh]):
+  """Place a pytree fully replicated on every device of `mesh` (no-op without a mesh)."""
+  return tree if mesh is None else jax.device_put(tree, NamedSharding(mesh, P()))
+
+
+def resolve_model_axis(strategy: str) -> str:
+  """How a stacked state's model axis is mapped inside one compiled program.
+
+  `vmap`: `jax.vmap` (batched kernels; the right choice on GPU/TPU). `unrolled`: a Python loop
+  over the models inside the jitted function (N copies of the step in one program). On XLA:CPU
+  a vmapped convolution becomes a grouped convolution that runs about 2x slower per example
+  than N separate ones (docs/platform.md), so `auto` picks `unrolled` on CPU, `vmap` elsewhere.
+  """
+  if strategy not in MODEL_AXIS_STRATEGIES:
+    raise ValueError(f"unknown model_axis strategy '{strategy}'; choose one of "
+                     f"{', '.join(MODEL_AXIS_STRATEGIES)}")
+  if strategy == "auto":
+    return "unrolled" if jax.default_backend() == "cpu" else "vmap"
+  return strategy
+
+
+def over_models(fn, strategy: str = "vmap", in_axes=0):
+  """Map `fn` over the leading model axis of its arguments (`in_axes` as in `jax.vmap`)."""
+  if resolve_model_axis(strategy) == "vmap":
+    return jax.vmap(fn, in_axes=in_axes)
+
+  def unrolled(*args):
+    axes = in_axes if isinstance(in_axes, (tuple, list)) else (in_axes,) * len(args)
+    n = next(jax.tree_util.tree_leaves(a)[0].shape[0] for a, ax in zip(args, axes)
+             if ax is not None)
+    outs = [fn(*(a if ax is None else jax.tree_util.tree_map(lambda l: l[i], a)
+                 for a, ax in zip(args, axes))) for i in range(n)]
+    return jax.tree_util.tree_map(lambda *o: jnp.stack(o), *outs)
+
+  return unrolled
+
+
+def _epoch_permutation(key, n):
+  return jax.random.permutation(key, n)
+
+
+@functools.partial(jax.jit, static_argnames=("n", "stacked"))
+def epoch_permutations(key, epoch, *, n: int, stacked: bool):
+  """The data order of `epoch`: a permutation of n from `fold_in(key, epoch)` (per model)."""
+  fn = lambda k: _epoch_permutation(jax.random.fold_in(k, epoch), n)
+  return jax.vmap(fn)(key) if stacked else fn(key)
+
+
+@functools.lru_cache(maxsize=None)
+def _compiled_epoch_step(train_step_fn, batch_size: int, stacked: bool, mesh: Optional[Mesh],
+                         model_axis: str):
+  """Jitted step that slices batch `i` of `perm`, gathers it from on-device data and trains."""
+  step = over_models(train_step_fn, model_axis) if stacked else train_step_fn
+
+  def run(state, x, y, perm, i):
+    idx = jax.lax.dynamic_slice_in_dim(perm, i * batch_size, batch_size, axis=-1)
+    batch = {"x": x[idx], "y": y[idx]}
+    if mesh is not None:
+      spec = P(None, "data") if stacked else P("data")
+      batch = jax.lax.with_sharding_constraint(batch, NamedSharding(mesh, spec))
+    return step(state, batch)
+
+  return jax.jit(run, donate_argnums=(0,))
+
+
+def check_batch_size(batch_size: int, num_examples: int, mesh: Optional[Mesh] = None) -> int:
+  """Steps per epoch; clear errors for batch sizes that cannot work."""
+  if batch_size <= 0:
+    raise ValueError(f"batch_size must be > 0, got {batch_size}")
+  if batch_size > num_examples:
+    raise ValueError(f"batch_size {batch_size} exceeds the {num_examples} training examples; "
+                     "lower --config.train.batch_size")
+  if mesh is not None and batch_size % mesh.size:
+    raise ValueError(f"batch_size {batch_size} is not divisible by the {mesh.size} devices of the "
+                     "data-parallel mesh; use a multiple of the device count")
+  return num_examples // batch_size
+
+
+def train_epoch(state: TrainState, x, y, *, key, epoch: int, batch_size: int,
+                mesh: Optional[Mesh] = None, train_step_fn=train_step, model_axis: str = "auto"):
+  """One epoch over (x, y) in the order drawn for `epoch`; returns (state, mean step metrics).
+
+  The step is a jitted function called from a Python loop (on XLA:CPU convolutions inside
+  `lax.scan` run 20-30x slower, see docs/platform.md). Metrics stay on device until the end.
+  """
+  n = int(x.shape[0])
+  steps = check_batch_size(batch_size, n, mesh)
+  stacked = num_models(state) is not None
+  perm = epoch_permutations(key, epoch, n=n, stacked=stacked)
+  step = _compiled_epoch_step(train_step_fn, batch_size, stacked, mesh,
+                              resolve_model_axis(model_axis))
+  totals = None
+  for i in range(steps):
+    state, metrics = step(state, x, y, perm, i)
+    totals = metrics if totals is None else jax.tree_util.tree_map(jnp.add, totals, metrics)
+  return state, jax.tree_util.tree_map(lambda t: t / steps, totals)
+
+
+def fit(state: TrainState, x, y, *, key, epochs: int, batch_size: int, start_epoch: int = 0,
+        mesh: Optional[Mesh] = None, train_step_fn=train_step, model_axis: str = "auto",
+        on_epoch_end: Optional[Callable[[int, TrainState, dict], None]] = None) -> TrainState:
+  """Train for epochs `start_epoch .. epochs-1` and return the final state.
+
+  Args:
+    state: a single or stacked `TrainState` (see `create_train_state`).
+    x, y: the training set, kept on device (replicated over `mesh` if given).
+    key: the data-order key (one per model for a stacked state).
+    epochs: total number of epochs; `start_epoch` > 0 resumes.
+    batch_size: global batch size (split over `mesh`'s 'data' axis when a mesh is given).
+    mesh: optional data-parallel mesh (see `data_parallel_mesh`).
+    train_step_fn: a pure step (default cross-entropy `train_step`).
+    model_axis: for a stacked state, `vmap`, `unrolled` or `auto` (see `resolve_model_axis`).
+    on_epoch_end: called as `on_epoch_end(epoch, state, metrics)` after each epoch (1-based epoch
+      count of completed epochs), e.g. to log and checkpoint.
+  """
+  x, y = replicate(jnp.asarray(x), mesh), replicate(jnp.asarray(y), mesh)
+  # Steps donate their input state; copy once so the caller's `state` stays valid.
+  state = replicate(jax.tree_util.tree_map(jnp.copy, state), mesh)
+  for epoch in range(start_epoch, epochs):
+    state, metrics = train_epoch(state, x, y, key=key, epoch=epoch, batch_size=batch_size,
+                                 mesh=mesh, train_step_fn=train_step_fn, model_axis=model_axis)
+    if on_epoch_end is not None:
+      on_epoch_end(epoch + 1, state, metrics)
+  return state
+
+
+@functools.lru_cache(maxsize=None)
+def _compiled_predict(apply_fn, stacked: bool, model_axis: str):
+  fn = lambda params, model_state, x: apply_fn(params, model_state, x, False)[0]
+  return jax.jit(over_models(fn, model_axis, in_axes=(0, 0, None)) if stacked else fn)
+
+
+def predict(state: TrainState, x, *, batch_size: int = 1000, model_axis: str = "auto"
+            ) -> jax.Array:
+  """Logits in inference mode, `[n, C]` (or `[N, n, C]` for a stacked state).
+
+  The last batch is padded to `batch_size` so one compiled program serves every batch.
+  """
+  stacked = num_models(state) is not None
+  fn = _compiled_predict(state.apply_fn, stacked, resolve_model_axis(model_axis))
+  x = jnp.asarray(x)
+  n = x.shape[0]
+  outs = []
+  for start in range(0, n, batch_size):
+    chunk = x[start:start + batch_size]
+    pad = batch_size - chunk.shape[0] if n > batch_size else 0
+    if pad:
+      chunk = jnp.concatenate([chunk, jnp.zeros((pad, *chunk.shape[1:]), chunk.dtype)])
+    out = fn(state.params, state.model_state, chunk)
+    outs.append(out[..., :out.shape[-2] - pad, :] if pad else out)
+  return jnp.concatenate(outs, axis=-2)
+
+
+def evaluate(state: TrainState, x, y, *, batch_size: int = 1000, model_axis: str = "auto"
+             ) -> dict:
+  """Mean cross-entropy `loss` and `accuracy` on (x, y) in inference mode.
+
+  Values are scalars for a single state and `[N]` arrays for a stacked one.
+  """
+  logits = predict(state, x, batch_size=batch_size, model_axis=model_axis)
+  y = jnp.asarray(y)
+  losses = optax.softmax_cross_entropy_with_integer_labels(logits, jnp.broadcast_to(
+      y, logits.shape[:-1]))
+  return {"loss": losses.mean(-1), "accuracy": (jnp.argmax(logits, -1) == y).mean(-1)}
+
+
+def unstack(state: TrainState, i: int) -> TrainState:
+  """Model i of a stacked state."""
+  return jax.tree_util.tree_map(lambda a: a[i], state)
+
+
+def stack(states) -> TrainState:
+  """Stack single states (same structure) along a new leading model axis."""
+  return jax.tree_util.tree_map(lambda *a: jnp.stack(a), *states)
