@@ -170,3 +170,39 @@ def test_always_trainable():
     fmask = masking.full_mask(params, 0.0)
     out = masking.always_trainable(fmask, lambda path: path == "dense1/bias")
     assert out["dense1"]["bias"].dtype == jnp.float32 and masking.mask_count(out) == 5
+
+
+def test_mask_in_state_per_model_masks_under_vmap():
+    """Each model of a stacked state keeps its own mask; masked-out entries stay bit-identical."""
+    from unlearn_jax.masking import masked_updates_from_state, set_mask
+
+    params = {"w": jnp.arange(6.0).reshape(2, 3) + 1.0}
+    masks = {"w": jnp.array([[[True, False, False], [False, False, True]],
+                             [[False, True, False], [True, False, False]]])}
+    stacked = jax.tree_util.tree_map(lambda a: jnp.stack([a, a]), params)
+    tx = optax.chain(optax.add_decayed_weights(0.01), optax.sgd(0.1, momentum=0.9),
+                     masked_updates_from_state())
+    opt = jax.vmap(lambda p, m: set_mask(tx.init(p), m))(stacked, masks)
+
+    @jax.jit
+    def step(p, o, g):
+        u, o = jax.vmap(tx.update)(g, o, p)
+        return optax.apply_updates(p, u), o
+
+    p = stacked
+    for i in range(10):
+        g = {"w": jax.random.normal(jax.random.PRNGKey(i), (2, 2, 3))}
+        p, o = step(p, opt, g) if i == 0 else step(p, o, g)
+    for m in range(2):
+        frozen = ~np.asarray(masks["w"][m])
+        np.testing.assert_array_equal(np.asarray(p["w"][m])[frozen],
+                                      np.asarray(stacked["w"][m])[frozen])
+        assert np.all(np.asarray(p["w"][m])[~frozen] != np.asarray(stacked["w"][m])[~frozen])
+
+
+def test_set_mask_needs_the_component():
+    from unlearn_jax.masking import set_mask
+
+    params = {"w": jnp.ones(3)}
+    with pytest.raises(ValueError, match="no masked_updates_from_state"):
+        set_mask(optax.sgd(0.1).init(params), {"w": jnp.ones(3, bool)})

@@ -26,6 +26,9 @@ import optax
 __all__ = [
     "MaskedUpdatesState",
     "masked_updates",
+    "MaskInState",
+    "masked_updates_from_state",
+    "set_mask",
     "masked",
     "reset",
     "full_mask",
@@ -134,6 +137,51 @@ def masked_updates(mask: PyTree) -> optax.GradientTransformation:
         return updates, state
 
     return optax.GradientTransformation(init_fn, update_fn)
+
+
+class MaskInState(NamedTuple):
+    """State of ``masked_updates_from_state``: the mask itself (a pytree like the params)."""
+
+    mask: PyTree
+
+
+def masked_updates_from_state() -> optax.GradientTransformation:
+    """Like ``masked_updates``, but the mask lives in the optimizer state.
+
+    ``init`` stores an all-True mask; ``set_mask(opt_state, mask)`` replaces it. Because the mask
+    is part of the state, a stacked optimizer state (one per model under ``jax.vmap``) carries one
+    mask per model, e.g. a SalUn or DEL mask computed from each seed's own trained weights, and it
+    is checkpointed with the rest of the state. Place it last in the chain (see ``masked_updates``).
+    """
+
+    def init_fn(params):
+        return MaskInState(full_mask(params, True))
+
+    def update_fn(updates, state, params=None):
+        del params
+        check_mask(state.mask, updates, what="mask (vs updates)")
+        return jax.tree_util.tree_map(_apply_mask, state.mask, updates), state
+
+    return optax.GradientTransformation(init_fn, update_fn)
+
+
+def set_mask(opt_state: Any, mask: PyTree) -> Any:
+    """Replace the mask of every ``MaskInState`` inside an optimizer state (e.g. an optax chain)."""
+    found = []
+
+    def swap(node):
+        if isinstance(node, MaskInState):
+            check_mask(mask, node.mask)
+            found.append(True)
+            return MaskInState(mask)
+        return node
+
+    new_state = jax.tree_util.tree_map(swap, opt_state,
+                                       is_leaf=lambda n: isinstance(n, MaskInState))
+    if not found:
+        raise ValueError("set_mask: the optimizer state has no masked_updates_from_state() "
+                         "component; add it to the optimizer chain")
+    return new_state
 
 
 def masked(optimizer: optax.GradientTransformation, mask: PyTree) -> optax.GradientTransformation:

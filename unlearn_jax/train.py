@@ -29,7 +29,8 @@ from unlearn_jax.models import Model
 SCHEDULES = ("cosine", "constant")
 MODEL_AXIS_STRATEGIES = ("auto", "vmap", "unrolled")
 
-Objective = Callable[[jax.Array, jax.Array, Any], jax.Array]  # (logits, labels, params) -> loss
+# (logits, labels, params, step) -> scalar loss; `step` is the optimizer step (for schedules).
+Objective = Callable[[jax.Array, jax.Array, Any, jax.Array], jax.Array]
 
 
 @struct.dataclass
@@ -99,8 +100,8 @@ def cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:
   return optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
 
 
-def ce_objective(logits, labels, params):
-  del params
+def ce_objective(logits, labels, params, step):
+  del params, step
   return cross_entropy(logits, labels)
 
 
@@ -114,7 +115,7 @@ def make_train_step(objective: Objective = ce_objective):
   def train_step(state: TrainState, batch):
     def loss_fn(params):
       logits, model_state = state.apply_fn(params, state.model_state, batch["x"], True)
-      return objective(logits, batch["y"], params), (logits, model_state)
+      return objective(logits, batch["y"], params, state.step), (logits, model_state)
 
     (loss, (logits, model_state)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
     updates, opt_state = state.tx.update(grads, state.opt_state, state.params)

@@ -1,0 +1,179 @@
+"""What every unlearning method shares: its inputs, its result, cost accounting, divergence checks.
+
+A method is a module `unlearn_jax.methods.<name>` that defines
+  USES_FORGET: bool                     whether it reads D_f (matters for the overparam. study)
+  DEFAULTS: dict                        its hyperparameters (every number lives in the config)
+  unlearn(state, data, config, key, mask=None) -> UnlearnResult
+where `state` is the trained (original) `TrainState`, single or stacked over seeds, `data` an
+`UnlearnData`, `config` a mapping with the method's hyperparameters (DEFAULTS overridden by the
+user), `key` one PRNG key per model (`[N, 2]` for a stacked state) and `mask` an optional
+element-wise mask pytree (same structure as params, or with a leading model axis for per-seed
+masks) that restricts which parameters may change (`10-del.md` §6).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from typing import Any, Callable, Mapping, Optional
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from unlearn_jax import masking
+from unlearn_jax.models import Model
+from unlearn_jax.train import (TrainState, check_batch_size, cross_entropy, fit, make_optimizer,
+                               make_train_step, num_models)
+
+
+@dataclasses.dataclass(frozen=True)
+class UnlearnData:
+  """The data and model description an unlearning method may use.
+
+  Labels are the training labels (for a `confusion` forget set, the swapped ones).
+  """
+  retain_x: Any
+  retain_y: Any
+  forget_x: Any
+  forget_y: Any
+  num_classes: int
+  model: Model
+  image_shape: tuple
+  model_axis: str = "auto"
+  mesh: Any = None
+
+  @property
+  def train_x(self):
+    return jnp.concatenate([jnp.asarray(self.retain_x), jnp.asarray(self.forget_x)])
+
+  @property
+  def train_y(self):
+    return jnp.concatenate([jnp.asarray(self.retain_y), jnp.asarray(self.forget_y)])
+
+
+@dataclasses.dataclass
+class UnlearnResult:
+  """The unlearned state, its cost and per-model divergence flags.
+
+  cost: `wall_s`, `example_gradients` (forward+backward example passes, per model) and `epochs`.
+  diverged: bool per model (a scalar bool for a single state); a diverged model's numbers must
+  be reported as diverged, never as a normal result.
+  """
+  state: TrainState
+  cost: dict
+  diverged: np.ndarray
+  info: dict = dataclasses.field(default_factory=dict)
+
+
+class MethodConfigError(ValueError):
+  """A method's configuration is invalid."""
+
+
+def merged_config(name: str, defaults: Mapping[str, Any], config: Optional[Mapping[str, Any]]
+                  ) -> dict:
+  """DEFAULTS overridden by `config`; unknown keys are an error naming the method."""
+  config = dict(config or {})
+  unknown = sorted(set(config) - set(defaults))
+  if unknown:
+    raise MethodConfigError(f"method '{name}' has no hyperparameter(s) {unknown}; it accepts "
+                            f"{sorted(defaults)}")
+  return {**defaults, **config}
+
+
+def require(name: str, ok: bool, message: str) -> None:
+  """Raise a one-line `MethodConfigError` naming the method unless `ok`."""
+  if not ok:
+    raise MethodConfigError(f"method '{name}': {message}")
+
+
+def optimizer(cfg: Mapping[str, Any], total_steps: int, mask=None, *, sign: float = 1.0
+              ) -> optax.GradientTransformation:
+  """SGD from a method config (keys learning_rate, momentum, weight_decay, schedule,
+  final_lr_fraction), restricted element-wise to `mask` when given (mask applied last, so
+  masked-out parameters stay bit-identical). `mask` may carry a leading model axis; then it
+  must be applied per model, see `with_optimizer`."""
+  tx = make_optimizer(learning_rate=cfg["learning_rate"], total_steps=total_steps,
+                      momentum=cfg.get("momentum", 0.9), weight_decay=cfg.get("weight_decay", 0.0),
+                      schedule=cfg.get("schedule", "constant"),
+                      final_lr_fraction=cfg.get("final_lr_fraction", 0.0))
+  return tx if mask is None else optax.chain(tx, masking.masked_updates_from_state())
+
+
+def with_optimizer(state: TrainState, tx: optax.GradientTransformation, mask=None
+                   ) -> TrainState:
+  """The trained state with a fresh optimizer `tx` (step 0). A mask is stored in the optimizer
+  state (`masking.masked_updates_from_state`), so per-model masks work under vmap."""
+  stacked = num_models(state) is not None
+
+  def init(params, m):
+    opt_state = tx.init(params)
+    return opt_state if m is None else masking.set_mask(opt_state, m)
+
+  if mask is None:
+    opt_state = (jax.vmap(lambda p: init(p, None)) if stacked else lambda p: init(p, None))(
+        state.params)
+  else:
+    mask_axis = 0 if stacked and _has_model_axis(mask, state) else None
+    opt_state = (jax.vmap(init, in_axes=(0, mask_axis)) if stacked else init)(state.params, mask)
+  step = jnp.zeros_like(state.step)
+  return state.replace(step=step, opt_state=opt_state, tx=tx)
+
+
+def _has_model_axis(mask, state) -> bool:
+  m = jax.tree_util.tree_leaves(mask)[0]
+  p = jax.tree_util.tree_leaves(state.params)[0]
+  return jnp.ndim(m) == jnp.ndim(p)
+
+
+def train_on(state: TrainState, x, y, *, key, epochs: int, batch_size: int,
+             objective=None, data: UnlearnData) -> TrainState:
+  """Run `epochs` of minibatch training on (x, y) with `objective` (default cross-entropy)."""
+  step_fn = make_train_step() if objective is None else make_train_step(objective)
+  return fit(state, x, y, key=key, epochs=epochs, batch_size=batch_size, mesh=data.mesh,
+             train_step_fn=step_fn, model_axis=data.model_axis)
+
+
+def steps_per_epoch(n: int, batch_size: int, data: UnlearnData) -> int:
+  return check_batch_size(batch_size, n, data.mesh)
+
+
+def diverged(state: TrainState) -> np.ndarray:
+  """Per model: True if any parameter is NaN or infinite."""
+  stacked = num_models(state) is not None
+  leaves = jax.tree_util.tree_leaves(state.params)
+  axes = lambda a: tuple(range(1, a.ndim)) if stacked else None
+  bad = sum(jnp.sum(~jnp.isfinite(a), axis=axes(a)) for a in leaves)
+  return np.asarray(bad > 0)
+
+
+class Timer:
+  """Wall-clock timer whose result waits for asynchronous dispatch to finish."""
+
+  def __enter__(self):
+    self.start = time.perf_counter()
+    return self
+
+  def stop(self, tree) -> float:
+    jax.block_until_ready(tree)
+    self.wall_s = time.perf_counter() - self.start
+    return self.wall_s
+
+  def __exit__(self, *exc):
+    return False
+
+
+def result(state: TrainState, timer: Timer, *, example_gradients: int, epochs: float,
+           info: Optional[dict] = None) -> UnlearnResult:
+  """Finish a method: time it, check divergence, record its cost."""
+  wall = timer.stop(state)
+  return UnlearnResult(state=state, diverged=diverged(state), info=info or {},
+                       cost={"wall_s": wall, "example_gradients": int(example_gradients),
+                             "epochs": float(epochs)})
+
+
+Objective = Callable[..., jax.Array]
+__all__ = ["UnlearnData", "UnlearnResult", "MethodConfigError", "merged_config", "require",
+           "optimizer", "with_optimizer", "train_on", "steps_per_epoch", "diverged", "Timer",
+           "result", "cross_entropy"]

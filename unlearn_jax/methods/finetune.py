@@ -1,0 +1,23 @@
+"""Finetune: continue training θ* on D_r with cross-entropy (cosine lr), a few epochs.
+
+Uses only the retain set (a catastrophic-forgetting baseline; e.g. SalUn, Fan et al. 2024;
+L1-sparse, Jia et al. 2023). `40-methods.md`.
+"""
+
+from unlearn_jax.methods import base
+
+USES_FORGET = False
+DEFAULTS = dict(epochs=3, batch_size=64, learning_rate=0.01, momentum=0.9, weight_decay=5e-4,
+                schedule="cosine", final_lr_fraction=0.0)
+
+
+def unlearn(state, data: base.UnlearnData, cfg, key, mask=None) -> base.UnlearnResult:
+  base.require("finetune", cfg["epochs"] >= 1, f"epochs must be >= 1, got {cfg['epochs']}")
+  with base.Timer() as timer:
+    steps = base.steps_per_epoch(len(data.retain_x), cfg["batch_size"], data)
+    tx = base.optimizer(cfg, cfg["epochs"] * steps, mask)
+    state = base.with_optimizer(state, tx, mask)
+    state = base.train_on(state, data.retain_x, data.retain_y, key=key, epochs=cfg["epochs"],
+                          batch_size=cfg["batch_size"], data=data)
+  return base.result(state, timer, example_gradients=cfg["epochs"] * steps * cfg["batch_size"],
+                     epochs=cfg["epochs"])

@@ -1,0 +1,29 @@
+"""Retrain (the oracle): train from a fresh initialization on D_r with the original recipe.
+
+The gold standard every other method is compared with (`40-methods.md`). The fresh init comes
+from `key`, so it differs from the original model's init.
+"""
+
+import jax
+
+from unlearn_jax.methods import base
+from unlearn_jax.train import create_train_state
+
+USES_FORGET = False
+DEFAULTS = dict(epochs=12, batch_size=64, learning_rate=0.1, momentum=0.9, weight_decay=5e-4,
+                schedule="cosine", final_lr_fraction=0.0)
+
+
+def unlearn(state, data: base.UnlearnData, cfg, key, mask=None) -> base.UnlearnResult:
+  base.require("retrain", mask is None, "a mask does not apply to retraining from scratch")
+  with base.Timer() as timer:
+    steps = base.steps_per_epoch(len(data.retain_x), cfg["batch_size"], data)
+    tx = base.optimizer(cfg, cfg["epochs"] * steps)
+    stacked = jax.numpy.ndim(state.step) == 1
+    split = (jax.vmap(jax.random.split) if stacked else jax.random.split)(key)
+    init_key, data_key = split[..., 0, :], split[..., 1, :]
+    fresh = create_train_state(data.model, tx, init_key, data.image_shape)
+    fresh = base.train_on(fresh, data.retain_x, data.retain_y, key=data_key,
+                          epochs=cfg["epochs"], batch_size=cfg["batch_size"], data=data)
+  return base.result(fresh, timer, example_gradients=cfg["epochs"] * steps * cfg["batch_size"],
+                     epochs=cfg["epochs"])
