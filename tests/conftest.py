@@ -1,9 +1,15 @@
 """Shared fixtures: small real data (sklearn digits) so tests run in seconds on 2 CPU cores."""
 
-import numpy as np
-import pytest
+from unlearn_jax.determinism import configure
 
-from unlearn_jax.data import load_dataset
+# Before any JAX computation: GPU runs must be reproducible, and vmapped seeds must equal separate
+# runs (TF32 would break that on GPUs; see unlearn_jax/determinism.py). No effect on CPU numbers.
+configure(deterministic=True, matmul_precision="highest")
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+from unlearn_jax.data import load_dataset  # noqa: E402
 
 
 @pytest.fixture(scope="session")

@@ -104,4 +104,6 @@ def base_config(opts: dict[str, str]) -> ml_collections.ConfigDict:
     preset["epochs"] = int(opts["epochs"])
   config.train = train_config(preset)
   config.progress = True
+  config.deterministic = True  # deterministic GPU kernels (XLA_FLAGS), see unlearn_jax/determinism.py
+  config.matmul_precision = "highest"  # float32 on GPU ('default' = TF32: faster, seeds drift)
   return config
