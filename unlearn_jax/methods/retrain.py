@@ -16,6 +16,9 @@ DEFAULTS = dict(epochs=12, batch_size=64, learning_rate=0.1, momentum=0.9, weigh
 
 def unlearn(state, data: base.UnlearnData, cfg, key, mask=None) -> base.UnlearnResult:
   base.require("retrain", mask is None, "a mask does not apply to retraining from scratch")
+  base.require("retrain", cfg["epochs"] >= 1, f"epochs must be >= 1, got {cfg['epochs']}")
+  base.require("retrain", cfg["learning_rate"] > 0,
+               f"learning_rate must be > 0, got {cfg['learning_rate']}")
   with base.Timer() as timer:
     steps = base.steps_per_epoch(len(data.retain_x), cfg["batch_size"], data)
     tx = base.optimizer(cfg, cfg["epochs"] * steps)

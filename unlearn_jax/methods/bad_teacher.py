@@ -1,0 +1,127 @@
+"""Bad teacher: distill from a competent teacher on D_r and an incompetent one on D_f.
+
+Chundawat, Tarun, Mandal, Kankanhalli, "Can Bad Teaching Induce Forgetting? Unlearning in Deep
+Networks Using an Incompetent Teacher", AAAI 2023 (arXiv 2205.08096; code
+github.com/vikram2000/bad-teaching-unlearning, reused by the SSD code). `40-methods.md`.
+
+The student starts at θ* and trains (training mode) on a pool of a random `retain_fraction` of
+D_r (drawn per seed) plus all of D_f. Each example's target is the tempered softmax of a frozen
+teacher run in inference mode: the competent teacher θ* for retain examples, the incompetent
+teacher (a fresh `data.model.init` from a new key, one per seed, never trained) for forget
+examples. The loss of a batch of the shuffled pool (so batches mix retain and forget examples,
+as the reference `UnLearningData` loader does) is
+
+  KL(target || softmax(student / T))  with  target = softmax(teacher / T),
+
+reduced as PyTorch's default `F.kl_div(..., reduction="mean")` in the reference code: the mean
+over batch *and* classes, no T^2 factor (`scrub.kl_divergence(..., reduction="mean")`; with Adam
+the overall scale of the loss hardly matters). Set `reduction="batchmean_t2"` for SCRUB's form.
+
+Defaults follow the reference code (T = 1, Adam, retain subset 30 %) except the step count and
+the learning rate, scaled for digits-sized problems: one epoch of batch 256 over
+0.3 * 1164 + 129 digits examples is a single step, and Adam at lr 1e-4 leaves the model unchanged
+even over 3 epochs of batch 32 (forget accuracy stays 100 %). With batch 32, 2 epochs, lr 1e-3 on
+digits (CNN width 0.5, 10 % iid forget set, 2 seeds) forget accuracy drops from 100 % to about
+97 %, retain accuracy to about 99 %, test accuracy by 1.5-2.5 points; lr 5e-4 moves forget
+accuracy only to about 99 %, a larger retain fraction dilutes the forgetting (0.6: 99-100 %).
+For CIFAR-sized sets the reference values (epochs=1, batch_size=256, learning_rate=1e-4) are the
+ones to start from. As in `train.fit`, the last partial batch of an epoch is dropped (each epoch
+reshuffles). A mask (`10-del.md` §6) restricts which parameters move (BatchNorm running
+statistics still update).
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any, Mapping
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from unlearn_jax.methods import base
+from unlearn_jax.methods.scrub import (cached_optimizer, check_batch, check_common, fresh_copy,
+                                       kl_from_probs, make_step, run_epoch, sgd_items,
+                                       split_keys)
+from unlearn_jax.train import create_train_state, num_models, predict
+
+USES_FORGET = True
+DEFAULTS = dict(
+    epochs=2,                # reference code: 1 (with batch 256 on CIFAR-sized sets)
+    batch_size=32,           # reference code: 256
+    optimizer="adam",        # adam (reference) | sgd (then momentum/weight_decay/schedule apply)
+    learning_rate=1e-3,      # reference code: 1e-4
+    momentum=0.9,            # sgd only
+    weight_decay=0.0,        # sgd only
+    schedule="constant",     # sgd only: constant | cosine
+    temperature=1.0,         # T (KL_temperature of the reference code)
+    retain_fraction=0.3,     # fraction of D_r in the distillation pool (reference: 0.3)
+    reduction="mean",        # mean (reference F.kl_div default) | batchmean_t2 (SCRUB's DistillKL)
+)
+
+_REDUCTIONS = ("mean", "batchmean_t2")
+
+
+@functools.lru_cache(maxsize=None)
+def bad_teacher_step(temperature: float, reduction: str):
+  """Step on batches with `x` and `p` (the target distribution of each example)."""
+
+  def loss(logits, batch, params, step):
+    del params, step
+    log_ps = jax.nn.log_softmax(logits / temperature, axis=-1)
+    return kl_from_probs(log_ps, batch["p"], temperature, reduction=reduction)
+
+  return make_step(loss)
+
+
+def targets(competent, incompetent, x, is_forget, temperature: float, model_axis: str):
+  """Per row of `x`: softmax(teacher / T) of the incompetent teacher where `is_forget`, of the
+  competent one elsewhere (`[n, C]`, or `[N, n, C]` for stacked teachers)."""
+  good = jax.nn.softmax(predict(competent, x, model_axis=model_axis) / temperature, axis=-1)
+  bad = jax.nn.softmax(predict(incompetent, x, model_axis=model_axis) / temperature, axis=-1)
+  return jnp.where(is_forget[:, None], bad, good)
+
+
+def check_config(cfg: Mapping[str, Any]) -> None:
+  check_common("bad_teacher", cfg)
+  base.require("bad_teacher", cfg["optimizer"] in ("adam", "sgd"),
+               f"optimizer must be 'adam' or 'sgd', got {cfg['optimizer']!r}")
+  base.require("bad_teacher", 0 < cfg["retain_fraction"] <= 1,
+               f"retain_fraction must be in (0, 1], got {cfg['retain_fraction']}")
+  base.require("bad_teacher", cfg["reduction"] in _REDUCTIONS,
+               f"reduction must be one of {_REDUCTIONS}, got {cfg['reduction']!r}")
+
+
+def unlearn(state, data: base.UnlearnData, cfg, key, mask=None) -> base.UnlearnResult:
+  check_config(cfg)
+  nr, nf = len(data.retain_x), len(data.forget_x)
+  base.require("bad_teacher", nf >= 1, "the forget set is empty")
+  m = int(round(cfg["retain_fraction"] * nr))
+  base.require("bad_teacher", m >= 1,
+               f"retain_fraction {cfg['retain_fraction']} of {nr} retain examples is empty")
+  pool = m + nf
+  check_batch("bad_teacher", "batch_size", "distillation pool (retain subset + forget)",
+              cfg["batch_size"], pool)
+  epochs, bs = int(cfg["epochs"]), int(cfg["batch_size"])
+  with base.Timer() as timer:
+    stacked = num_models(state) is not None
+    steps = base.steps_per_epoch(pool, bs, data)
+    items = sgd_items(cfg) if cfg["optimizer"] == "sgd" else (("learning_rate",
+                                                               cfg["learning_rate"]),)
+    tx = cached_optimizer(cfg["optimizer"], items, epochs * steps, mask is not None)
+    x, y = data.train_x, data.train_y                       # rows: retain, then forget
+    is_forget = jnp.arange(nr + nf) >= nr
+    init_key, subset_key, data_key = split_keys(key, 3, stacked)
+    incompetent = create_train_state(data.model, optax.identity(), init_key, data.image_shape)
+    p = targets(state, incompetent, x, is_forget, float(cfg["temperature"]), data.model_axis)
+    subset = lambda k: jnp.concatenate([jax.random.permutation(k, nr)[:m],
+                                        jnp.arange(nr, nr + nf)])
+    index = (jax.vmap(subset) if stacked else subset)(subset_key)
+    student = fresh_copy(base.with_optimizer(state, tx, mask))
+    step = bad_teacher_step(float(cfg["temperature"]), cfg["reduction"])
+    for epoch in range(epochs):
+      student = run_epoch(student, {"x": x}, {"p": p}, index=index, key=data_key, epoch=epoch,
+                          batch_size=bs, step_fn=step, data=data)
+  return base.result(student, timer, example_gradients=epochs * steps * bs, epochs=epochs,
+                     info={"pool_size": pool, "retain_in_pool": m,
+                           "teacher_forward_examples": 2 * (nr + nf)})

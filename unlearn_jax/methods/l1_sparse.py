@@ -1,0 +1,62 @@
+"""ℓ1-sparse unlearning: finetune on D_r with a linearly decaying ℓ1 penalty on the weights.
+
+Definition (`40-methods.md`): continue training θ* on the retain set with
+    L_t(θ) = CE(B_r; θ) + γ_t · ‖θ‖₁,      γ_t = γ · (1 − t / T),
+where t is the optimizer step (0-based) and T the total number of steps, so the penalty decays
+linearly from γ to 0 over the run. ‖θ‖₁ sums |θ| over every parameter (all layers, norm scales
+and biases included, as in the official code). D_f is never read.
+
+Source: Jia et al., "Model Sparsity Can Simplify Machine Unlearning", NeurIPS 2023 ("ℓ1-sparse
+MU"; γ ≈ 5e-5 to 1e-4 with linear decay). Their schedule decays per epoch; we decay per step.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+
+from unlearn_jax.methods import base
+from unlearn_jax.methods.random_label import _is_real, check_sgd_config, optimizer
+from unlearn_jax.train import cross_entropy, fit, make_train_step
+
+USES_FORGET = False
+DEFAULTS = dict(gamma=5e-5, epochs=5, batch_size=64, learning_rate=0.01, momentum=0.9,
+                weight_decay=5e-4, schedule="cosine", final_lr_fraction=0.0)
+
+
+def l1_norm(params) -> jax.Array:
+  return sum(jnp.sum(jnp.abs(p)) for p in jax.tree_util.tree_leaves(params))
+
+
+def l1_coefficient(gamma, step, total_steps):
+  """γ_t = γ · (1 − t / T), clipped at 0 past T."""
+  return gamma * jnp.maximum(0.0, 1.0 - step.astype(jnp.float32) / total_steps)
+
+
+@functools.lru_cache(maxsize=64)
+def l1_step(gamma: float, total_steps: int):
+  """The train step for one (γ, T), cached so repeated runs reuse its compilation."""
+
+  def objective(logits, labels, params, step):
+    return cross_entropy(logits, labels) + l1_coefficient(gamma, step, total_steps) * l1_norm(
+        params)
+
+  return make_train_step(objective)
+
+
+def unlearn(state, data: base.UnlearnData, cfg, key, mask=None) -> base.UnlearnResult:
+  check_sgd_config("l1_sparse", cfg)
+  g = cfg["gamma"]
+  base.require("l1_sparse", _is_real(g) and g >= 0, f"gamma must be >= 0, got {g!r}")
+  with base.Timer() as timer:
+    steps = base.steps_per_epoch(len(data.retain_x), cfg["batch_size"], data)
+    total = cfg["epochs"] * steps
+    tx = optimizer(cfg, total, mask)
+    state = base.with_optimizer(state, tx, mask)
+    state = fit(state, data.retain_x, data.retain_y, key=key, epochs=cfg["epochs"],
+                batch_size=cfg["batch_size"], mesh=data.mesh,
+                train_step_fn=l1_step(float(g), int(total)), model_axis=data.model_axis)
+  return base.result(state, timer, example_gradients=total * cfg["batch_size"],
+                     epochs=cfg["epochs"])

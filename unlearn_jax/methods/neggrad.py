@@ -1,0 +1,26 @@
+"""NegGrad: gradient ascent on the forget set, the same update as `ga` with its own tuning.
+
+Definition (`40-methods.md`): minimise −CE(D_f) from θ* (D_r is never read), exactly the `ga`
+update (`ga.gradient_ascent`). Naming differs between papers: in SCRUB (Kurmanji et al.,
+NeurIPS 2023) and the DEL code "NegGrad" is this pure ascent, while some papers call the
+retain-regularised variant NegGrad; that one is `neggrad_plus` here.
+
+Source: Golatkar et al., "Eternal Sunshine of the Spotless Net", CVPR 2020 (NegGrad baseline);
+Kurmanji et al., "Towards Unbounded Machine Unlearning", NeurIPS 2023.
+
+Defaults differ from `ga`: more epochs under a cosine schedule (the ascent slows down towards
+the end instead of accelerating), the form used as the NegGrad baseline in the SCRUB code.
+"""
+
+from __future__ import annotations
+
+from unlearn_jax.methods import base
+from unlearn_jax.methods.ga import gradient_ascent
+
+USES_FORGET = True
+DEFAULTS = dict(epochs=10, batch_size=32, learning_rate=0.02, momentum=0.9, weight_decay=0.0,
+                schedule="cosine", final_lr_fraction=0.0)
+
+
+def unlearn(state, data: base.UnlearnData, cfg, key, mask=None) -> base.UnlearnResult:
+  return gradient_ascent("neggrad", state, data, cfg, key, mask)
