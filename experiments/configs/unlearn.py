@@ -1,0 +1,92 @@
+"""Config of `python -m experiments.unlearn`: reference models, unlearning methods, evaluation.
+
+Argument (optional): `key=value` pairs separated by commas; the keys of `train.py` (dataset,
+model, width, forget, seeds, epochs) plus `methods`, a `+`-separated list of method names (or
+`all`), e.g.
+
+  --config=experiments/configs/unlearn.py:dataset=digits,seeds=2,methods=finetune+neggrad_plus
+
+The data/forget/model/train/seeds sections are those of `train.py`, so a workdir made by
+`experiments.train` is reused as is (its `original` and `oracle` groups are not retrained).
+
+`method_configs.<name>` holds every hyperparameter of each configured method (its module's
+DEFAULTS), so any of them can be overridden on the command line, e.g.
+`--config.method_configs.finetune.epochs=5`. `single_gradient.visits` is set to the training
+epochs (n of Thudi et al.: how often D_f was visited). `retrain` is not in the default list:
+the `oracle` group already is the retrain oracle. Listing it trains a second, independent group
+of retrained models (fresh keys), with the recipe of `config.train` unless
+`method_configs.retrain` says otherwise.
+"""
+
+from __future__ import annotations
+
+import ml_collections
+from ml_collections import config_dict
+
+from experiments.configs.common import base_config, parse_arg
+
+ARG_KEYS = ("dataset", "model", "width", "forget", "seeds", "epochs", "methods")
+
+# Every registered method except `retrain` (the oracle group is the retrain oracle).
+DEFAULT_METHODS = ("finetune", "ga", "neggrad", "neggrad_plus", "random_label", "salun",
+                   "l1_sparse", "scrub", "ssd", "bad_teacher", "amnesiac", "single_gradient",
+                   "del")
+# Hyperparameters of `retrain` that default to the `train` section's recipe.
+RETRAIN_FROM_TRAIN = {"epochs": int, "batch_size": int, "learning_rate": float, "momentum": float,
+                      "weight_decay": float, "schedule": str, "final_lr_fraction": float}
+
+
+def parse_methods(value: str) -> tuple[str, ...]:
+  """`ga+finetune` -> ("ga", "finetune"); `all` -> every method but `retrain`."""
+  from unlearn_jax.methods import METHODS
+  names = tuple(n.strip() for n in value.split("+") if n.strip())
+  if names == ("all",):
+    return DEFAULT_METHODS
+  unknown = [n for n in names if n not in METHODS]
+  if unknown or not names:
+    raise ValueError(f"unknown unlearning method(s) {unknown or value!r}; choose from "
+                     f"{', '.join(METHODS)} (separate several with '+')")
+  return names
+
+
+def method_config(name: str) -> ml_collections.ConfigDict:
+  """The method's DEFAULTS as a ConfigDict (placeholders for `retrain`'s recipe fields).
+
+  A module that cannot be imported yields an empty entry; running it then fails with the import
+  error, recorded as that method's result.
+  """
+  if name == "retrain":
+    return ml_collections.ConfigDict({k: config_dict.placeholder(t)
+                                      for k, t in RETRAIN_FROM_TRAIN.items()})
+  from unlearn_jax.methods import get_method
+  try:
+    defaults = dict(get_method(name).DEFAULTS)
+  except ImportError:
+    defaults = {}
+  return ml_collections.ConfigDict(defaults)
+
+
+def eval_config() -> ml_collections.ConfigDict:
+  return ml_collections.ConfigDict(dict(
+      batch_size=1000,          # inference batch for the saved logits
+      mia_splits=5,             # k of the stratified k-fold in mia_loss_lr
+      mia_seed=0,               # subsampling / fold seed of both MIAs
+      svc_features=("confidence", "entropy", "m_entropy", "prob", "correctness"),
+      fq=True,                  # forgetting quality (N unlearned vs N oracle seeds)
+      plots=True,               # PNG plots next to report.md
+      hist_examples=3,          # forget examples shown in the confidence histograms
+      workers=0,                # processes for the per-model metrics (0: one per core, <= 8)
+  ))
+
+
+def get_config(arg: str | None = None):
+  opts = parse_arg(arg, ARG_KEYS)
+  methods = parse_methods(opts.pop("methods")) if "methods" in opts else DEFAULT_METHODS
+  config = base_config(opts)
+  config.methods = methods
+  config.method_configs = ml_collections.ConfigDict({m: method_config(m) for m in methods})
+  if "visits" in config.method_configs.get("single_gradient", {}):
+    # n of Thudi et al.: how often training visited D_f, i.e. the reference training's epochs
+    config.method_configs.single_gradient.visits = config.train.epochs
+  config.eval = eval_config()
+  return config

@@ -1,0 +1,243 @@
+"""The unlearning report against independent computations on synthetic logits in a fake workdir."""
+
+import csv
+import json
+import math
+
+import numpy as np
+import pytest
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import StratifiedKFold, cross_val_score
+from sklearn.svm import SVC
+
+from unlearn_jax import io, metrics, report
+
+SEEDS = [0, 1, 2, 3, 4, 5]
+N = len(SEEDS)
+SIZES = {"forget": 40, "retain": 90, "validation": 30, "test": 60}
+C = 3
+METHODS = ["good", "half_diverged", "all_diverged", "broken", "never_ran"]
+COSTS = {"original": {"wall_s": 10.0, "example_gradients": 1000, "epochs": 4},
+         "oracle": {"wall_s": 8.0, "example_gradients": 900, "epochs": 4}}
+METHOD_COST = {"wall_s": 2.0, "example_gradients": 300, "epochs": 1.0}
+
+
+def _logits(rng, labels, n_models, strength):
+  """Noisy logits whose true-class margin grows with `strength` (one value per model)."""
+  z = rng.normal(size=(n_models, len(labels), C))
+  z[:, np.arange(len(labels)), labels] += np.asarray(strength)[:, None]
+  return z.astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory):
+  wd = tmp_path_factory.mktemp("report")
+  rng = np.random.default_rng(0)
+  labels = {s: rng.integers(0, C, n) for s, n in SIZES.items()}
+  strengths = {"original": [3.0, 3.2, 2.8, 3.1, 2.9, 3.0],
+               "oracle": [1.5, 1.4, 1.7, 1.6, 1.5, 1.8],
+               "good": [2.0, 1.8, 2.2, 1.9, 1.7, 2.1],
+               "half_diverged": [2.5, 2.4, 2.6, 2.3, 2.5, 2.4],
+               "all_diverged": [1.0] * N}
+  for group, strength in strengths.items():
+    arrays = {}
+    for s in SIZES:
+      arrays[f"{s}_logits"] = _logits(rng, labels[s], len(SEEDS), strength)
+      arrays[f"{s}_labels"] = labels[s]
+    if group == "half_diverged":
+      for s in SIZES:
+        arrays[f"{s}_logits"][1] = np.nan
+    if group == "all_diverged":
+      for s in SIZES:
+        arrays[f"{s}_logits"][:] = np.nan
+    (wd / "eval").mkdir(exist_ok=True)
+    np.savez(wd / "eval" / f"{group}.npz", **arrays)
+  config = {"seeds": SEEDS, "data": {"name": "synthetic"}, "model": {"name": "fake"},
+            "forget": {"kind": "iid"}, "methods": METHODS,
+            "eval": {"mia_splits": 5, "mia_seed": 0, "fq": True, "plots": True,
+                     "hist_examples": 2,
+                     "svc_features": ["confidence", "entropy", "m_entropy", "prob",
+                                      "correctness"]}}
+  io.atomic_write_json(wd / "config.json", config)
+  io.atomic_write_json(wd / "eval" / "references.json", COSTS)
+  done = lambda diverged: {"status": "done", "cost": METHOD_COST, "diverged": diverged,
+                           "config": {"epochs": 1}, "info": {}}
+  io.atomic_write_json(wd / "methods" / "good" / "result.json", done([False] * N))
+  io.atomic_write_json(wd / "methods" / "half_diverged" / "result.json",
+                       done([False, True] + [False] * (N - 2)))
+  io.atomic_write_json(wd / "methods" / "all_diverged" / "result.json", done([True] * N))
+  io.atomic_write_json(wd / "methods" / "broken" / "result.json",
+                       {"status": "failed", "error": "RuntimeError: boom in broken"})
+  summary = report.evaluate_workdir(wd, run_wall_s=12.5)
+  return wd, labels, summary
+
+
+def _load(wd, group):
+  with np.load(wd / "eval" / f"{group}.npz") as f:
+    return {k: f[k] for k in f.files}
+
+
+def _loss(z, y):
+  z = z.astype(np.float64)
+  m = z.max(1)
+  return m + np.log(np.exp(z - m[:, None]).sum(1)) - z[np.arange(len(y)), y]
+
+
+def _acc(z, y):
+  return float(np.mean(np.argmax(z, 1) == y))
+
+
+def test_accuracy_delta_and_tow_by_hand(workdir):
+  wd, labels, _ = workdir
+  results = io.read_json(wd / "results.json")
+  oracle, good = _load(wd, "oracle"), _load(wd, "good")
+  g = results["groups"]["good"]
+  oracle_mean = {s: np.mean([_acc(oracle[f"{s}_logits"][i], labels[s]) for i in range(N)])
+                 for s in SIZES}
+  for s in SIZES:
+    accs = [_acc(good[f"{s}_logits"][i], labels[s]) for i in range(N)]
+    np.testing.assert_allclose(g["per_seed"][f"{s}_accuracy"], accs)
+    np.testing.assert_allclose(g["mean"][f"{s}_accuracy"], np.mean(accs))
+    np.testing.assert_allclose(g["std"][f"{s}_accuracy"], np.std(accs))
+    losses = [_loss(good[f"{s}_logits"][i], labels[s]).mean() for i in range(N)]
+    np.testing.assert_allclose(g["per_seed"][f"{s}_loss"], losses, rtol=1e-6)
+    deltas = [oracle_mean[s] - a for a in accs]
+    np.testing.assert_allclose(g["delta"][f"{s}_accuracy"]["mean"], np.mean(deltas), atol=1e-12)
+    np.testing.assert_allclose(g["delta"][f"{s}_accuracy"]["std"], np.std(deltas), atol=1e-12)
+  for i in range(N):
+    tow = 1.0
+    for s in ("forget", "retain", "test"):
+      tow *= 1 - abs(_acc(good[f"{s}_logits"][i], labels[s]) - oracle_mean[s])
+    assert g["per_seed"]["tow"][i] == pytest.approx(tow)
+
+
+def test_mia_by_direct_sklearn(workdir):
+  wd, labels, _ = workdir
+  g = io.read_json(wd / "results.json")["groups"]["good"]
+  good = _load(wd, "good")
+  for i in range(N):
+    # Loss attack: forget (40) vs test (60, subsampled to 40), logistic regression, 5 folds.
+    f_loss = _loss(good["forget_logits"][i], labels["forget"])
+    t_loss = _loss(good["test_logits"][i], labels["test"])
+    keep = np.sort(np.random.default_rng(0).choice(60, 40, replace=False))
+    x = np.concatenate([t_loss[keep], f_loss])[:, None]
+    y = np.concatenate([np.zeros(40), np.ones(40)])
+    folds = StratifiedKFold(5, shuffle=True, random_state=0)
+    expected = cross_val_score(LogisticRegression(), x, y, cv=folds).mean()
+    assert g["per_seed"]["mia_loss_lr"][i] == pytest.approx(expected)
+    # SVC attack on the confidence p_y: retain (subsampled to |test| = 60) vs test -> forget.
+    p = {s: np.exp(good[f"{s}_logits"][i].astype(np.float64)) for s in SIZES}
+    p = {s: v / v.sum(1, keepdims=True) for s, v in p.items()}
+    conf = {s: p[s][np.arange(SIZES[s]), labels[s]][:, None] for s in SIZES}
+    keep = np.sort(np.random.default_rng(0).choice(90, 60, replace=False))
+    svc = SVC(C=3, gamma="auto", kernel="rbf").fit(
+        np.concatenate([conf["retain"][keep], conf["test"]]),
+        np.concatenate([np.ones(60), np.zeros(60)]))
+    expected = np.mean(svc.predict(conf["forget"]) == 0)
+    assert g["per_seed"]["mia_svc_confidence"][i] == pytest.approx(expected)
+    for feature in ("entropy", "m_entropy", "prob", "correctness"):
+      assert 0.0 <= g["per_seed"][f"mia_svc_{feature}"][i] <= 1.0
+
+
+def test_forgetting_quality_ceiling_and_cost(workdir):
+  wd, labels, summary = workdir
+  results = io.read_json(wd / "results.json")
+  oracle, good = _load(wd, "oracle"), _load(wd, "good")
+  conf = lambda d: np.stack([metrics.logit_scaled_confidence(d["forget_logits"][i],
+                                                             labels["forget"]) for i in range(N)])
+  g = results["groups"]["good"]
+  expected = metrics.forgetting_quality(
+      conf(good), conf(oracle), retain_acc_unlearned=g["per_seed"]["retain_accuracy"],
+      retain_acc_retrained=results["groups"]["oracle"]["per_seed"]["retain_accuracy"],
+      test_acc_unlearned=g["per_seed"]["test_accuracy"],
+      test_acc_retrained=results["groups"]["oracle"]["per_seed"]["test_accuracy"])
+  assert g["fq"]["score"] == pytest.approx(expected["score"])
+  assert g["fq"]["num_models"] == N
+  ceiling = metrics.oracle_ceiling(conf(oracle))
+  assert results["oracle_ceiling"]["score"] == pytest.approx(ceiling["score"])
+  assert results["groups"]["oracle"]["fq"]["score"] == pytest.approx(ceiling["score"])
+  # Cost relative to the oracle (retraining).
+  assert g["cost_relative"]["wall_s"] == pytest.approx(2.0 / 8.0)
+  assert g["cost_relative"]["example_gradients"] == pytest.approx(300 / 900)
+  assert results["groups"]["original"]["cost_relative"]["wall_s"] == pytest.approx(10 / 8)
+  assert summary["wall_s"] == 12.5
+
+
+def test_diverged_and_failed_methods(workdir):
+  wd, labels, summary = workdir
+  groups = io.read_json(wd / "results.json")["groups"]
+  half = groups["half_diverged"]
+  assert half["status"] == f"1/{N} diverged" and half["diverged"] == [False, True] + [False] * 4
+  assert half["per_seed"]["test_accuracy"][1] is None
+  data = _load(wd, "half_diverged")
+  accs = [_acc(data["test_logits"][i], labels["test"]) for i in (0, 2, 3, 4, 5)]
+  assert half["mean"]["test_accuracy"] == pytest.approx(np.mean(accs))
+  assert half["fq"]["num_models"] == N - 1
+  assert groups["all_diverged"]["status"] == "diverged" and "mean" not in groups["all_diverged"]
+  assert groups["broken"]["status"] == "failed"
+  assert groups["broken"]["error"] == "RuntimeError: boom in broken"
+  assert groups["never_ran"]["status"] == "missing"
+  assert summary["groups"]["broken"]["status"] == "failed"
+  # The best method skips diverged/failed ones.
+  assert summary["best"]["tow"]["method"] in ("good", "half_diverged")
+
+
+def test_files_have_every_row(workdir):
+  wd, _, summary = workdir
+  assert io.read_json(wd / "results.json")["order"] == ["original", "oracle", *METHODS]
+  rows = list(csv.DictReader(open(wd / "results.csv")))
+  assert [r["group"] for r in rows] == ["original", "oracle", *METHODS]
+  by = {r["group"]: r for r in rows}
+  assert by["broken"]["status"] == "failed" and "boom" in by["broken"]["error"]
+  assert by["all_diverged"]["status"] == "diverged"
+  assert by["all_diverged"]["test_accuracy_mean"] == ""
+  assert float(by["good"]["rel_wall_s"]) == pytest.approx(0.25)
+  md = (wd / "report.md").read_text()
+  table = [line for line in md.splitlines() if line.startswith("| ")]
+  for name in ["original", "oracle (retrain)", *METHODS]:
+    assert any(line.startswith(f"| {name} |") for line in table), name
+  assert "| broken | **FAILED** |" in md and "| all_diverged | **DIVERGED** |" in md
+  assert f"| half_diverged | ok (1/{N} diverged) |" in md
+  assert "RuntimeError: boom in broken" in md
+  assert f"Forgetting-quality ceiling (oracle vs oracle): {summary['oracle_ceiling']:.3f}" in md
+  for png in ("forget_vs_test.png", "mia.png", "confidence_hist.png"):
+    assert (wd / "plots" / png).stat().st_size > 1000
+    assert f"plots/{png}" in md
+  s = json.loads((wd / "summary.json").read_text())
+  assert set(s["groups"]) == {"original", "oracle", *METHODS}
+  line = report.one_line(summary)
+  assert "broken failed" in line and str(wd / "report.md") in line
+
+
+def test_ceiling_needs_four_seeds_and_two_seed_fq(tmp_path):
+  """With 2 seeds: no ceiling ("needs >= 4 seeds") and no FQ score bin (M = 2)."""
+  rng = np.random.default_rng(1)
+  labels = {s: rng.integers(0, C, n) for s, n in SIZES.items()}
+  (tmp_path / "eval").mkdir()
+  for group in ("original", "oracle", "m"):
+    np.savez(tmp_path / "eval" / f"{group}.npz",
+             **{f"{s}_logits": _logits(rng, labels[s], 2, [2.0, 2.0]) for s in SIZES},
+             **{f"{s}_labels": labels[s] for s in SIZES})
+  io.atomic_write_json(tmp_path / "config.json", {
+      "seeds": [0, 1], "data": {"name": "synthetic"}, "model": {"name": "fake"},
+      "forget": {"kind": "iid"}, "methods": ["m"], "eval": {"plots": False}})
+  io.atomic_write_json(tmp_path / "methods" / "m" / "result.json",
+                       {"status": "done", "cost": METHOD_COST, "diverged": [False, False]})
+  report.evaluate_workdir(tmp_path)
+  results = io.read_json(tmp_path / "results.json")
+  assert results["oracle_ceiling"]["score"] is None
+  assert "needs >= 4 seeds" in results["oracle_ceiling"]["note"]
+  assert results["groups"]["m"]["fq"]["score"] is None
+  assert "needs >= 4 seeds" in (tmp_path / "report.md").read_text()
+  assert not (tmp_path / "plots").exists()
+  # Without references.json, costs are unknown but everything else is reported.
+  assert math.isfinite(results["groups"]["m"]["mean"]["tow"])
+
+
+def test_ceiling_with_four_or_five_seeds_is_not_a_number():
+  """Halves of 2 models leave no forget-score bin: the ceiling would be 0 by construction."""
+  conf = np.random.default_rng(0).normal(size=(5, 30))
+  for m in (4, 5):
+    c = report._ceiling(conf[:m])
+    assert c["score"] is None and "needs >= 6 seeds" in c["note"]
+  assert report._ceiling(np.random.default_rng(0).normal(size=(6, 30)))["score"] is not None

@@ -1,0 +1,149 @@
+"""PNG plots of an unlearning report.
+
+Each function takes plain numbers/arrays, writes one PNG and returns its path; none of them
+knows about workdirs or metrics. Used by `unlearn_jax.report`. Figures are built with
+`matplotlib.figure.Figure` and rendered by Agg directly, so no display is needed and the global
+pyplot backend (e.g. a notebook's inline backend) is left alone.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Mapping, Optional, Sequence
+
+import numpy as np
+
+
+def _figure(**kwargs):
+  from matplotlib.figure import Figure
+  return Figure(**kwargs)
+
+
+def _colors() -> list[str]:
+  import matplotlib
+  return matplotlib.rcParams["axes.prop_cycle"].by_key()["color"]
+
+
+def _save(fig, path, dpi: int = 100) -> Path:
+  path = Path(path)
+  path.parent.mkdir(parents=True, exist_ok=True)
+  fig.savefig(path, dpi=dpi, bbox_inches="tight")
+  return path
+
+
+_STYLE = {"oracle": dict(marker="*", color="tab:red", markersize=16, zorder=5),
+          "original": dict(marker="s", color="black", markersize=9, zorder=4),
+          "method": dict(marker="o", color="tab:blue", markersize=7, zorder=3)}
+
+
+def forget_vs_test(points: Sequence[Mapping], path, *, title: Optional[str] = None) -> Path:
+  """Forget accuracy (x) vs test accuracy (y), mean ± std over seeds, one point per model group.
+
+  Args:
+    points: dicts with `name`, `kind` (`oracle`, `original` or `method`), `forget` and `test`
+      as (mean, std) accuracies in [0, 1]. Groups without numbers are left out by the caller.
+    path: the PNG to write.
+  """
+  fig = _figure(figsize=(6.5, 5))
+  ax = fig.subplots()
+  for p in points:
+    style = _STYLE.get(p["kind"], _STYLE["method"])
+    (fx, fs), (tx, ts) = p["forget"], p["test"]
+    ax.errorbar(100 * fx, 100 * tx, xerr=100 * fs, yerr=100 * ts, linestyle="none",
+                capsize=2, label=p["name"] if p["kind"] != "method" else None, **style)
+    ax.annotate(p["name"], (100 * fx, 100 * tx), textcoords="offset points", xytext=(5, 4),
+                fontsize=8)
+  oracle = [p for p in points if p["kind"] == "oracle"]
+  if oracle:
+    ax.axvline(100 * oracle[0]["forget"][0], color="tab:red", lw=0.8, ls="--", alpha=0.6)
+  ax.set_xlabel("forget accuracy (%)")
+  ax.set_ylabel("test accuracy (%)")
+  ax.set_title(title or "Forget vs test accuracy (closer to the oracle ★ is better)")
+  ax.grid(alpha=0.3)
+  if oracle or any(p["kind"] == "original" for p in points):
+    ax.legend(loc="best", fontsize=8)
+  return _save(fig, path)
+
+
+def mia_bars(names: Sequence[str], series: Mapping[str, tuple], path, *,
+             oracle: Optional[Mapping[str, float]] = None, title: Optional[str] = None) -> Path:
+  """Grouped bars of membership-inference scores per model group.
+
+  Args:
+    names: the model groups (x axis).
+    series: metric label -> (means, stds), each a sequence aligned with `names` (NaN = none).
+    path: the PNG to write.
+    oracle: metric label -> the oracle's mean, drawn as a dashed line of the bar's color.
+  """
+  fig = _figure(figsize=(max(6.0, 0.6 * len(names) * max(1, len(series))), 4.2))
+  ax = fig.subplots()
+  x = np.arange(len(names))
+  width = 0.8 / max(1, len(series))
+  colors = _colors()
+  for k, (label, (means, stds)) in enumerate(series.items()):
+    color = colors[k % len(colors)]
+    m = 100 * np.asarray(means, dtype=float)
+    s = 100 * np.asarray(stds, dtype=float)
+    ax.bar(x + (k - (len(series) - 1) / 2) * width, np.nan_to_num(m), width, yerr=np.nan_to_num(s),
+           capsize=2, label=label, color=color)
+    if oracle and label in oracle and np.isfinite(oracle[label]):
+      ax.axhline(100 * oracle[label], color=color, ls="--", lw=1)
+  ax.set_xticks(x, names, rotation=40, ha="right")
+  ax.set_ylabel("%")
+  ax.set_title(title or "Membership inference per method (dashed: oracle)")
+  ax.grid(axis="y", alpha=0.3)
+  ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+  return _save(fig, path)
+
+
+def confidence_histograms(groups: Sequence[tuple[str, np.ndarray]], oracle_conf: np.ndarray,
+                          examples: Sequence[int], path, *, bins: int = 20,
+                          title: Optional[str] = None) -> Path:
+  """Histograms of logit-scaled confidence, unlearned models vs retrained ones.
+
+  One row per model group; the first column pools every forget example, the others show single
+  forget examples (one value per seed, so few bars at small N).
+
+  Args:
+    groups: (name, conf `[M, n]`) per model group, conf = logit-scaled confidence of the true
+      class on the forget set (`metrics.logit_scaled_confidence`).
+    oracle_conf: `[M_r, n]` the same for the retrained (oracle) models.
+    examples: forget-set indices shown individually.
+    path: the PNG to write.
+  """
+  cols = 1 + len(examples)
+  rows = max(1, len(groups))
+  height = 1.4 * rows + 0.9
+  fig = _figure(figsize=(2.6 * cols, height))
+  axes = fig.subplots(rows, cols, squeeze=False)
+  fig.subplots_adjust(hspace=0.35, wspace=0.25, top=1 - 0.75 / height)
+  for r, (name, conf) in enumerate(groups):
+    for c in range(cols):
+      ax = axes[r, c]
+      if c == 0:
+        u, o = conf.reshape(-1), oracle_conf.reshape(-1)
+      else:
+        u, o = conf[:, examples[c - 1]], oracle_conf[:, examples[c - 1]]
+      u, o = u[np.isfinite(u)], o[np.isfinite(o)]
+      both = np.concatenate([u, o])
+      if both.size == 0:
+        ax.set_axis_off()
+        continue
+      lo, hi = float(both.min()), float(both.max())
+      edges = np.linspace(lo - 0.5, hi + 0.5, bins + 1) if hi - lo < 1e-6 else np.linspace(
+          lo, hi, bins + 1)
+      ax.hist(o, bins=edges, alpha=0.55, color="tab:red", label="retrained", density=c == 0,
+              histtype="stepfilled")
+      ax.hist(u, bins=edges, alpha=0.55, color="tab:blue", label="unlearned", density=c == 0,
+              histtype="stepfilled")
+      ax.tick_params(labelsize=6)
+      ax.set_yticks([])
+      if r == 0:
+        ax.set_title("all forget examples" if c == 0 else f"forget example {examples[c - 1]}",
+                     fontsize=9)
+      if c == 0:
+        ax.set_ylabel(name, fontsize=9)
+  axes[0, 0].legend(fontsize=7)
+  fig.suptitle(title or "Logit-scaled confidence on the forget set: unlearned vs retrained",
+               fontsize=10, y=1 - 0.15 / height)
+  return _save(fig, path, dpi=80)

@@ -1,0 +1,563 @@
+"""The unlearning report, recomputed from the logits saved in a workdir (no model is run).
+
+  evaluate_workdir(workdir) -> summary
+
+Reads config.json, eval/<group>.npz (logits and labels of the forget/retain/validation/test
+splits, `unlearn_pipeline.save_logits`), eval/references.json (cost of `original` and `oracle`)
+and methods/<name>/result.json, and writes
+  results.json   every number: per seed, mean ± std, Δ to the oracle, FQ, MIA, ToW, cost
+  results.csv    one row per model group (means and stds)
+  report.md      the tables a person reads, with the plots
+  plots/*.png    forget vs test accuracy, MIA per method, confidence histograms
+  summary.json   the headline numbers (same `groups/<g>/splits` shape as `experiments.train`)
+
+Definitions (`50-metrics.md`): accuracies/losses per split and seed; Δ_x = mean over oracle seeds
+of x − the method's x, then mean ± std over the method's seeds (smaller |Δ| is better); ToW of
+each seed against the oracle's mean accuracies; MIA per seed (`mia_loss_lr`: forget vs test
+losses; `mia_svc_*`: SVC trained on retain vs test, efficacy on forget); forgetting quality of
+the method's N seeds against the N oracle seeds, beside the oracle-vs-oracle ceiling (needs
+N >= 4); cost relative to the oracle's (retraining) wall time and example-gradient count.
+Seeds that diverged (non-finite parameters) are left out of every number and counted.
+"""
+
+from __future__ import annotations
+
+import csv
+import io as _io
+import math
+import os
+from pathlib import Path
+from typing import Any, Mapping, Optional, Sequence
+
+import numpy as np
+
+from unlearn_jax import io, metrics
+from unlearn_jax.metrics.tow import TOW_SPLITS
+
+SPLITS = ("forget", "retain", "validation", "test")
+REFERENCES = ("original", "oracle")
+SVC_FEATURES = ("confidence", "entropy", "m_entropy", "prob", "correctness")
+EVAL_DEFAULTS = dict(mia_splits=5, mia_seed=0, svc_features=SVC_FEATURES, fq=True, plots=True,
+                     hist_examples=3, workers=0)
+# Metrics whose Δ to the oracle is reported.
+DELTA_METRICS = tuple(f"{s}_{m}" for s in SPLITS for m in ("accuracy", "loss"))
+
+
+# ----------------------------------------------------------------------------------------------
+# Numbers.
+
+
+def _softmax(logits: np.ndarray) -> np.ndarray:
+  z = np.asarray(logits, np.float64)
+  z = z - z.max(axis=-1, keepdims=True)
+  e = np.exp(z)
+  return e / e.sum(axis=-1, keepdims=True)
+
+
+def model_logits(logits: Mapping[str, np.ndarray], i: int) -> dict[str, np.ndarray]:
+  """Model `i`'s `<split>_logits [n, C]` and the `<split>_labels [n]`."""
+  return {k: v[i] if k.endswith("_logits") else v for k, v in logits.items()}
+
+
+def seed_metrics(logits: Mapping[str, np.ndarray], ev: Mapping[str, Any]) -> dict:
+  """Every per-model number of one model: accuracy/loss per split, MIA scores.
+
+  Args:
+    logits: one model's `<split>_logits [n, C]` and `<split>_labels [n]` (`model_logits`).
+    ev: the `eval` config (mia_splits, mia_seed, svc_features).
+  """
+  out = {}
+  for s in SPLITS:
+    for k, v in metrics.split_metrics(logits[f"{s}_logits"], logits[f"{s}_labels"]).items():
+      if k != "error":
+        out[f"{s}_{k}"] = v
+  f_loss = metrics.softmax_cross_entropy_per_example(logits["forget_logits"],
+                                                     logits["forget_labels"])
+  t_loss = metrics.softmax_cross_entropy_per_example(logits["test_logits"],
+                                                     logits["test_labels"])
+  out["mia_loss_lr"] = metrics.mia_loss_lr(f_loss, t_loss, n_splits=int(ev["mia_splits"]),
+                                           seed=int(ev["mia_seed"]))
+  probs = {s: _softmax(logits[f"{s}_logits"]) for s in ("retain", "test", "forget")}
+  for feature in ev["svc_features"]:
+    out[f"mia_svc_{feature}"] = metrics.mia_svc(
+        probs["retain"], logits["retain_labels"], probs["test"], logits["test_labels"],
+        probs["forget"], logits["forget_labels"], feature=feature, seed=int(ev["mia_seed"]))
+  return out
+
+
+def all_seed_metrics(tasks: Sequence[Mapping[str, np.ndarray]], ev: Mapping[str, Any]
+                     ) -> list[dict]:
+  """`seed_metrics` of many models, in worker processes when `ev["workers"]` allows.
+
+  The SVC attacks dominate the cost and run single-threaded, so with several cores the models
+  are spread over `workers` processes (0 = one per core, at most 8); results do not depend on it.
+  """
+  workers = int(ev.get("workers", 0)) or min(8, os.cpu_count() or 1)
+  workers = min(workers, len(tasks))
+  if workers <= 1:
+    return [seed_metrics(t, ev) for t in tasks]
+  from joblib import Parallel, delayed  # a scikit-learn dependency
+  return Parallel(n_jobs=workers, backend="loky")(delayed(seed_metrics)(t, dict(ev))
+                                                  for t in tasks)
+
+
+def _ms(values: Sequence[Optional[float]]) -> tuple[float, float]:
+  return metrics.mean_std([math.nan if v is None else v for v in values])
+
+
+def forget_confidences(logits: Mapping[str, np.ndarray], seeds_ok: np.ndarray) -> np.ndarray:
+  """`[M, n]` logit-scaled confidences of the forget set for the kept seeds."""
+  y = logits["forget_labels"]
+  return np.stack([metrics.logit_scaled_confidence(logits["forget_logits"][i], y)
+                   for i in np.flatnonzero(seeds_ok)]) if seeds_ok.any() else np.zeros(
+                       (0, len(y)))
+
+
+def evaluate_group(seed_results: Sequence[Optional[dict]]) -> dict:
+  """Per-seed metrics (None for seeds left out) and their mean ± std over the kept seeds."""
+  n = len(seed_results)
+  per_seed: dict[str, list] = {}
+  for i, m in enumerate(seed_results):
+    for k, v in (m or {}).items():
+      per_seed.setdefault(k, [None] * n)[i] = v
+  entry = {"per_seed": per_seed, "mean": {}, "std": {}}
+  for k, vals in per_seed.items():
+    entry["mean"][k], entry["std"][k] = _ms(vals)
+  return entry
+
+
+def compare_to_oracle(entry: dict, oracle: dict) -> dict:
+  """Add Δ (oracle mean − value, per seed, then mean ± std) and ToW per seed to `entry`."""
+  per_seed, om = entry["per_seed"], oracle["mean"]
+  entry["delta"] = {}
+  for k in DELTA_METRICS:
+    d = [None if v is None else om[k] - v for v in per_seed[k]]
+    mean, std = _ms(d)
+    entry["delta"][k] = {"mean": mean, "std": std, "per_seed": d}
+  oracle_acc = {s: om[f"{s}_accuracy"] for s in TOW_SPLITS}
+  tow = [None if v is None else metrics.tug_of_war(
+      {s: per_seed[f"{s}_accuracy"][i] for s in TOW_SPLITS}, oracle_acc)
+         for i, v in enumerate(per_seed["forget_accuracy"])]
+  per_seed["tow"] = tow
+  entry["mean"]["tow"], entry["std"]["tow"] = _ms(tow)
+  return entry
+
+
+def _fq(conf: np.ndarray, oracle_conf: np.ndarray, entry: dict, oracle: dict) -> dict:
+  """Forgetting quality of a group's kept seeds against the oracle seeds."""
+  m = min(conf.shape[0], oracle_conf.shape[0])
+  if m < 2 or metrics.num_score_bins(m) == 0:
+    return {"score": None, "note": f"needs >= 3 seeds (M={m} leaves no score bin)"}
+  acc = lambda e, s: [v for v in e["per_seed"][f"{s}_accuracy"] if v is not None]
+  r = metrics.forgetting_quality(
+      conf, oracle_conf, retain_acc_unlearned=acc(entry, "retain"),
+      retain_acc_retrained=acc(oracle, "retain"), test_acc_unlearned=acc(entry, "test"),
+      test_acc_retrained=acc(oracle, "test"))
+  return {k: r[k] for k in ("score", "forget_score", "retain_ratio", "test_ratio", "mean_eps",
+                            "num_models", "num_bins")}
+
+
+def _ceiling(oracle_conf: np.ndarray) -> dict:
+  """Oracle-vs-oracle forgetting quality: the attainable score at this number of seeds."""
+  m = oracle_conf.shape[0]
+  if m < 4:
+    return {"score": None, "note": f"needs >= 4 seeds (have {m})"}
+  if metrics.num_score_bins(m // 2) == 0:
+    return {"score": None, "note": f"needs >= 6 seeds (have {m}: halves of {m // 2} models "
+                                   "leave no score bin)"}
+  r = metrics.oracle_ceiling(oracle_conf)
+  return {"score": r["score"], "forget_score": r["forget_score"], "mean_eps": r["mean_eps"],
+          "num_models": r["num_models"], "num_bins": r["num_bins"],
+          "note": f"oracle seeds split into two disjoint halves of {r['num_models']}"}
+
+
+def _relative(cost: Optional[dict], oracle_cost: Optional[dict]) -> dict:
+  out = {}
+  for k in ("wall_s", "example_gradients", "epochs"):
+    try:
+      out[k] = metrics.cost_relative(cost[k], oracle_cost[k])
+    except (TypeError, KeyError, ValueError):
+      out[k] = None
+  return out
+
+
+def _status(record: Optional[dict], diverged: np.ndarray) -> str:
+  if record is None:
+    return "missing"
+  if record.get("status") != "done":
+    return "failed"
+  if diverged.all():
+    return "diverged"
+  if diverged.any():
+    return f"{int(diverged.sum())}/{len(diverged)} diverged"
+  return "ok"
+
+
+def _diverged_from_logits(logits: Mapping[str, np.ndarray]) -> np.ndarray:
+  bad = None
+  for s in SPLITS:
+    b = ~np.isfinite(logits[f"{s}_logits"]).reshape(logits[f"{s}_logits"].shape[0], -1).all(1)
+    bad = b if bad is None else bad | b
+  return bad
+
+
+def evaluate_workdir(workdir, *, run_wall_s: Optional[float] = None) -> dict:
+  """Compute every metric from the saved logits and write the report files.
+
+  Args:
+    workdir: a workdir of `experiments.unlearn` (config.json and eval/ must exist).
+    run_wall_s: wall time of the run that made it (kept from the previous summary if None).
+
+  Returns:
+    The summary (also written to `summary.json`); the full results are in `results.json`.
+  """
+  from unlearn_jax.unlearn_pipeline import eval_path, load_logits, method_dir
+
+  workdir = Path(workdir).absolute()
+  config = io.read_json(workdir / "config.json")
+  ev = {**EVAL_DEFAULTS, **(config.get("eval") or {})}
+  methods = list(config.get("methods") or [])
+  seeds = list(config["seeds"])
+  ref_path = workdir / "eval" / "references.json"
+  ref_costs = io.read_json(ref_path) if ref_path.exists() else {}
+  for group in REFERENCES:
+    if not eval_path(workdir, group).exists():
+      raise FileNotFoundError(f"{eval_path(workdir, group)} is missing: run "
+                              f"`python -m experiments.unlearn --workdir={workdir}` first")
+
+  # Pass 1: what each group is (status, cost, logits of its kept seeds).
+  loaded: dict[str, tuple[dict, Optional[dict], np.ndarray]] = {}
+  for name in (*REFERENCES, *methods):
+    is_ref = name in REFERENCES
+    record = ({"status": "done", "cost": ref_costs.get(name)} if is_ref else None)
+    if not is_ref and (method_dir(workdir, name) / "result.json").exists():
+      record = io.read_json(method_dir(workdir, name) / "result.json")
+    logits = None
+    if record is not None and record.get("status") == "done" and eval_path(workdir, name).exists():
+      logits = load_logits(eval_path(workdir, name))
+    if record is not None and record.get("status") == "done" and logits is None:
+      record = {**record, "status": "failed", "error": f"{eval_path(workdir, name)} is missing"}
+    diverged = np.zeros(len(seeds), bool)
+    if logits is not None:
+      n = logits["forget_logits"].shape[0]
+      diverged = np.asarray(record.get("diverged") or np.zeros(n, bool), bool)
+      diverged = diverged | _diverged_from_logits(logits)
+    loaded[name] = (record, logits, diverged)
+
+  # Pass 2: per-model metrics of every kept seed of every group (the expensive part).
+  tasks = [(name, i) for name, (_, logits, div) in loaded.items() if logits is not None
+           for i in np.flatnonzero(~div)]
+  values = all_seed_metrics([model_logits(loaded[name][1], i) for name, i in tasks], ev)
+  seed_results = {name: [None] * len(loaded[name][2]) for name in loaded}
+  for (name, i), v in zip(tasks, values):
+    seed_results[name][i] = v
+
+  # Pass 3: aggregate, compare with the oracle.
+  oracle_logits = loaded["oracle"][1]
+  oracle_ok = ~loaded["oracle"][2]
+  oracle = evaluate_group(seed_results["oracle"])
+  oracle_conf = forget_confidences(oracle_logits, oracle_ok)
+  ceiling = _ceiling(oracle_conf) if ev["fq"] else {"score": None, "note": "disabled"}
+  groups: dict[str, dict] = {}
+  confs: dict[str, np.ndarray] = {}
+  oracle_cost = ref_costs.get("oracle")
+  for name, (record, logits, diverged) in loaded.items():
+    status = _status(record, diverged)
+    entry = {"group": name, "kind": "reference" if name in REFERENCES else "method",
+             "status": status, "seeds": seeds, "diverged": diverged.tolist(),
+             "error": (record or {}).get("error"),
+             "config": (record or {}).get("config"),
+             "cost": (record or {}).get("cost"),
+             "cost_relative": _relative((record or {}).get("cost"), oracle_cost)}
+    if name == "oracle":
+      entry.update(compare_to_oracle(oracle, oracle))
+      entry["fq"] = {**ceiling, "note": "oracle vs oracle ceiling: " + ceiling.get("note", "")}
+    elif logits is not None and (~diverged).any():
+      entry.update(compare_to_oracle(evaluate_group(seed_results[name]), oracle))
+      confs[name] = forget_confidences(logits, ~diverged)
+      entry["fq"] = (_fq(confs[name], oracle_conf, entry, oracle) if ev["fq"]
+                     else {"score": None, "note": "disabled"})
+    groups[name] = entry
+
+  results = {"workdir": str(workdir), "dataset": config["data"]["name"],
+             "model": config["model"]["name"], "seeds": seeds, "methods": methods,
+             "forget": {"kind": config["forget"]["kind"],
+                        "size": int(oracle_logits["forget_labels"].shape[0])},
+             "eval": ev, "oracle_ceiling": ceiling, "order": list(groups), "groups": groups}
+  plots = write_plots(workdir, results, confs, oracle_conf, ev) if ev["plots"] else {}
+  results["plots"] = plots
+  io.atomic_write_json(workdir / "results.json", results)
+  io.atomic_write_text(workdir / "results.csv", to_csv(results))
+  io.atomic_write_text(workdir / "report.md", to_markdown(results))
+  summary = make_summary(workdir, results, run_wall_s)
+  io.atomic_write_json(workdir / "summary.json", summary)
+  return summary
+
+
+# ----------------------------------------------------------------------------------------------
+# Summary.
+
+
+def best_methods(results: dict) -> dict:
+  """The best method by ToW and the one with the smallest |Δ forget accuracy|."""
+  rows = [g for g in results["groups"].values()
+          if g["kind"] == "method" and "mean" in g and g["mean"].get("tow") is not None]
+  if not rows:
+    return {}
+  by_tow = max(rows, key=lambda g: g["mean"]["tow"])
+  by_forget = min(rows, key=lambda g: abs(g["delta"]["forget_accuracy"]["mean"]))
+  return {"tow": {"method": by_tow["group"], "value": by_tow["mean"]["tow"]},
+          "abs_delta_forget": {"method": by_forget["group"],
+                               "value": by_forget["delta"]["forget_accuracy"]["mean"]}}
+
+
+def make_summary(workdir: Path, results: dict, run_wall_s: Optional[float]) -> dict:
+  if run_wall_s is None and (workdir / "summary.json").exists():
+    run_wall_s = io.read_json(workdir / "summary.json").get("wall_s")
+  groups = {}
+  for name, g in results["groups"].items():
+    s = {"status": g["status"], "cost": g["cost"], "cost_relative": g["cost_relative"]}
+    if "per_seed" in g:
+      s["splits"] = {sp: {m: {"per_seed": g["per_seed"][f"{sp}_{m}"],
+                              "mean": g["mean"][f"{sp}_{m}"], "std": g["std"][f"{sp}_{m}"]}
+                          for m in ("accuracy", "loss")} for sp in SPLITS}
+      s["tow"] = g["mean"].get("tow")
+      s["mia_svc_confidence"] = g["mean"].get("mia_svc_confidence")
+      s["mia_loss_lr"] = g["mean"].get("mia_loss_lr")
+      s["fq"] = (g.get("fq") or {}).get("score")
+    if g.get("error"):
+      s["error"] = g["error"]
+    groups[name] = s
+  return {"dataset": results["dataset"], "model": results["model"], "seeds": results["seeds"],
+          "forget": results["forget"], "methods": results["methods"], "groups": groups,
+          "best": best_methods(results), "oracle_ceiling": results["oracle_ceiling"].get("score"),
+          "report": str(workdir / "report.md"), "wall_s": run_wall_s}
+
+
+def one_line(summary: dict) -> str:
+  """The line `experiments.unlearn` prints at the end."""
+  groups = summary["groups"]
+  ok = sum(1 for m in summary["methods"] if groups[m]["status"] == "ok")
+  bad = [f"{m} {groups[m]['status']}" for m in summary["methods"]
+         if groups[m]["status"] != "ok"]
+  parts = [f"{summary['dataset']}/{summary['model']} x{len(summary['seeds'])} seeds",
+           f"{ok}/{len(summary['methods'])} methods ok" + (f" ({', '.join(bad)})" if bad else "")]
+  best = summary.get("best") or {}
+  if best:
+    parts.append(f"best ToW {best['tow']['method']} {best['tow']['value']:.3f}")
+    parts.append(f"closest forget acc {best['abs_delta_forget']['method']} "
+                 f"(Δ {100 * best['abs_delta_forget']['value']:+.1f} pp)")
+  o = groups["oracle"]["splits"]
+  parts.append(f"oracle forget/test {100 * o['forget']['accuracy']['mean']:.1f}/"
+               f"{100 * o['test']['accuracy']['mean']:.1f}%")
+  wall = summary.get("wall_s")
+  return " | ".join(parts) + (f" | {wall:.0f}s" if wall is not None else "") + \
+      f" -> {summary['report']}"
+
+
+# ----------------------------------------------------------------------------------------------
+# Files.
+
+
+def _fmt(mean, std=None, *, scale=1.0, digits=1, sign=False) -> str:
+  if mean is None or (isinstance(mean, float) and math.isnan(mean)):
+    return "—"
+  s = f"{scale * mean:{'+' if sign else ''}.{digits}f}"
+  if std is not None and not (isinstance(std, float) and math.isnan(std)):
+    s += f" ± {scale * std:.{digits}f}"
+  return s
+
+
+def _cell(g: dict, key: str, **kw) -> str:
+  if "mean" not in g or key not in g["mean"]:
+    return "—"
+  return _fmt(g["mean"][key], g["std"][key], **kw)
+
+
+def _dcell(g: dict, key: str, **kw) -> str:
+  d = (g.get("delta") or {}).get(key)
+  return "—" if d is None else _fmt(d["mean"], d["std"], sign=True, **kw)
+
+
+def _label(g: dict) -> str:
+  return {"original": "original", "oracle": "oracle (retrain)"}.get(g["group"], g["group"])
+
+
+def _status_cell(g: dict) -> str:
+  if g["status"] == "failed":
+    return "**FAILED**"
+  if "diverged" in g["status"]:
+    return f"**{g['status'].upper()}**" if g["status"] == "diverged" else f"ok ({g['status']})"
+  return g["status"]
+
+
+def _fq_cell(g: dict) -> str:
+  fq = g.get("fq")
+  if not fq:
+    return "—"
+  if fq.get("score") is None:
+    return f"n/a ({fq.get('note', '')})" if g["group"] != "oracle" else "ceiling: n/a"
+  s = f"{fq['score']:.3f}"
+  return f"ceiling {s}" if g["group"] == "oracle" else s
+
+
+def _rel_cell(g: dict, key: str) -> str:
+  r = (g.get("cost_relative") or {}).get(key)
+  return "—" if r is None else f"{r:.3f}×"
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+  lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+  lines += ["| " + " | ".join(r) + " |" for r in rows]
+  return "\n".join(lines)
+
+
+def to_markdown(results: dict) -> str:
+  groups = list(results["groups"].values())
+  ev = results["eval"]
+  n = len(results["seeds"])
+  pct = dict(scale=100.0, digits=1)
+  main = _table(
+      ["method", "status", "forget acc %", "retain acc %", "test acc %", "Δ forget pp",
+       "Δ retain pp", "Δ test pp", "MIA-SVC conf. %", "MIA loss-LR %", "ToW", "FQ",
+       "wall × retrain", "grads × retrain"],
+      [[_label(g), _status_cell(g), _cell(g, "forget_accuracy", **pct),
+        _cell(g, "retain_accuracy", **pct), _cell(g, "test_accuracy", **pct),
+        _dcell(g, "forget_accuracy", **pct), _dcell(g, "retain_accuracy", **pct),
+        _dcell(g, "test_accuracy", **pct), _cell(g, "mia_svc_confidence", **pct),
+        _cell(g, "mia_loss_lr", **pct), _cell(g, "tow", digits=3), _fq_cell(g),
+        _rel_cell(g, "wall_s"), _rel_cell(g, "example_gradients")] for g in groups])
+  features = [f for f in ev["svc_features"] if f != "confidence"]
+  details = _table(
+      ["method", "validation acc %", *(f"{s} loss" for s in SPLITS), "Δ forget loss",
+       *(f"MIA-SVC {f} %" for f in features)],
+      [[_label(g), _cell(g, "validation_accuracy", **pct),
+        *(_cell(g, f"{s}_loss", digits=3) for s in SPLITS),
+        _dcell(g, "forget_loss", digits=3),
+        *(_cell(g, f"mia_svc_{f}", **pct) for f in features)] for g in groups])
+  cost_rows = []
+  for g in groups:
+    c = g.get("cost") or {}
+    grads = c.get("example_gradients")
+    cost_rows.append([_label(g), _fmt(c.get("wall_s"), digits=1), _fmt(c.get("cpu_s"), digits=1),
+                      "—" if grads is None else f"{grads:,}", _fmt(c.get("epochs"), digits=2),
+                      _rel_cell(g, "wall_s"), _rel_cell(g, "example_gradients")])
+  cost = _table(["method", "wall s (all seeds)", "CPU s", "example gradients / model", "epochs",
+                 "wall × retrain", "grads × retrain"], cost_rows)
+  ceiling = results["oracle_ceiling"]
+  ceiling_line = (f"{ceiling['score']:.3f} ({ceiling['note']})" if ceiling.get("score") is not None
+                  else ceiling.get("note", "n/a"))
+  problems = [g for g in groups if g["status"] not in ("ok",)]
+  out = [
+      f"# Unlearning report: {results['dataset']} / {results['model']}, {n} seeds",
+      "",
+      f"Forget set: {results['forget']['kind']}, {results['forget']['size']} examples. "
+      f"Numbers are mean ± std over seeds (diverged seeds left out). Δ = oracle − method "
+      "(against the oracle's mean; smaller |Δ| is better). MIA-SVC = fraction of forget examples "
+      "an SVC (retain vs test) calls non-members; MIA loss-LR = cross-validated accuracy of a "
+      "logistic regression on forget vs test losses (50 % = indistinguishable). ToW = Π over "
+      "forget/retain/test of (1 − |acc − oracle acc|). FQ = forgetting quality of the method's "
+      f"{n} seeds against the {n} oracle seeds; with few seeds it is coarse (only "
+      "2·ceil(ln(N−1)) score bins). Cost is relative to retraining (the oracle group).",
+      "",
+      f"Forgetting-quality ceiling (oracle vs oracle): {ceiling_line}.",
+      "",
+      "## Methods",
+      "",
+      main,
+      "",
+  ]
+  if problems:
+    out += ["## Failed or diverged", ""]
+    for g in problems:
+      bad = [s for s, d in zip(g["seeds"], g["diverged"]) if d]
+      reason = g.get("error") or (f"diverged seeds: {bad}" if bad else
+                                  "not run (no result.json)" if g["status"] == "missing"
+                                  else g["status"])
+      out.append(f"- **{g['group']}**: {g['status']} — {reason}")
+    out.append("")
+  out += ["## Losses and other MIA features", "", details, "", "## Cost", "", cost, ""]
+  if results.get("plots"):
+    out += ["## Plots", ""]
+    for title, rel in results["plots"].items():
+      out += [f"![{title}]({rel})", ""]
+  return "\n".join(out)
+
+
+def _csv_columns(results: dict) -> list[str]:
+  keys = [f"{s}_{m}" for s in SPLITS for m in ("accuracy", "loss")]
+  keys += ["mia_loss_lr", *(f"mia_svc_{f}" for f in results["eval"]["svc_features"]), "tow"]
+  cols = ["group", "status", "seeds", "diverged_seeds"]
+  for k in keys:
+    cols += [f"{k}_mean", f"{k}_std"]
+  for k in DELTA_METRICS:
+    cols += [f"delta_{k}_mean", f"delta_{k}_std"]
+  cols += ["fq", "fq_forget_score", "cost_wall_s", "cost_example_gradients", "cost_epochs",
+           "rel_wall_s", "rel_example_gradients", "error"]
+  return cols
+
+
+def to_csv(results: dict) -> str:
+  cols = _csv_columns(results)
+  buf = _io.StringIO()
+  w = csv.DictWriter(buf, fieldnames=cols, lineterminator="\n")
+  w.writeheader()
+  num = lambda v: "" if v is None or (isinstance(v, float) and math.isnan(v)) else repr(
+      float(v)) if isinstance(v, float) else v
+  for g in results["groups"].values():
+    row = {"group": g["group"], "status": g["status"], "seeds": len(g["seeds"]),
+           "diverged_seeds": int(sum(g["diverged"])), "error": g.get("error") or ""}
+    for k in g.get("mean", {}):
+      row[f"{k}_mean"], row[f"{k}_std"] = num(g["mean"][k]), num(g["std"][k])
+    for k, d in (g.get("delta") or {}).items():
+      row[f"delta_{k}_mean"], row[f"delta_{k}_std"] = num(d["mean"]), num(d["std"])
+    fq = g.get("fq") or {}
+    row["fq"], row["fq_forget_score"] = num(fq.get("score")), num(fq.get("forget_score"))
+    c, r = g.get("cost") or {}, g.get("cost_relative") or {}
+    row.update(cost_wall_s=num(c.get("wall_s")), cost_example_gradients=num(
+        c.get("example_gradients")), cost_epochs=num(c.get("epochs")),
+               rel_wall_s=num(r.get("wall_s")), rel_example_gradients=num(
+                   r.get("example_gradients")))
+    w.writerow({k: v for k, v in row.items() if k in cols})
+  return buf.getvalue()
+
+
+def histogram_examples(oracle_conf: np.ndarray, k: int) -> list[int]:
+  """k forget examples spread over the oracle's median confidence (hard .. easy)."""
+  if k <= 0 or oracle_conf.size == 0:
+    return []
+  order = np.argsort(np.median(oracle_conf, axis=0), kind="stable")
+  picks = np.linspace(0.05, 0.95, k) if k > 1 else np.array([0.5])
+  return sorted({int(order[int(q * (len(order) - 1))]) for q in picks})
+
+
+def write_plots(workdir: Path, results: dict, confs: Mapping[str, np.ndarray],
+                oracle_conf: np.ndarray, ev: Mapping[str, Any]) -> dict[str, str]:
+  """The report's PNGs; returns title -> path relative to the workdir."""
+  from unlearn_jax import plotting
+
+  plots_dir = workdir / "plots"
+  groups = [g for g in results["groups"].values() if "mean" in g]
+  out = {}
+  points = [{"name": _label(g), "kind": g["group"] if g["kind"] == "reference" else "method",
+             "forget": (g["mean"]["forget_accuracy"], g["std"]["forget_accuracy"]),
+             "test": (g["mean"]["test_accuracy"], g["std"]["test_accuracy"])} for g in groups]
+  plotting.forget_vs_test(points, plots_dir / "forget_vs_test.png")
+  out["Forget vs test accuracy"] = "plots/forget_vs_test.png"
+  series = {"MIA-SVC confidence": ([g["mean"]["mia_svc_confidence"] for g in groups],
+                                   [g["std"]["mia_svc_confidence"] for g in groups])
+            if "confidence" in ev["svc_features"] else None,
+            "MIA loss-LR": ([g["mean"]["mia_loss_lr"] for g in groups],
+                            [g["std"]["mia_loss_lr"] for g in groups])}
+  series = {k: v for k, v in series.items() if v is not None}
+  oracle = results["groups"]["oracle"]["mean"]
+  plotting.mia_bars([_label(g) for g in groups], series, plots_dir / "mia.png",
+                    oracle={"MIA-SVC confidence": oracle.get("mia_svc_confidence", math.nan),
+                            "MIA loss-LR": oracle["mia_loss_lr"]})
+  out["Membership inference"] = "plots/mia.png"
+  rows = [(_label(results["groups"][name]), c) for name, c in confs.items() if c.shape[0]]
+  if rows:
+    examples = histogram_examples(oracle_conf, int(ev["hist_examples"]))
+    plotting.confidence_histograms(rows, oracle_conf, examples, plots_dir / "confidence_hist.png")
+    out["Logit-scaled confidence, unlearned vs retrained"] = "plots/confidence_hist.png"
+  return out

@@ -1,0 +1,301 @@
+"""The unlearning experiment behind `experiments.unlearn`: reference models, methods, saved logits.
+
+  run_unlearn(config, workdir) -> summary
+
+Workdir layout (on top of `unlearn_jax.pipeline`'s config.json, forget_set.npz, models/):
+  methods/<name>/checkpoint/   the unlearned stacked state (params + model_state; no optimizer)
+  methods/<name>/result.json   status (done | failed), cost, diverged per seed, info, the
+                               method's resolved hyperparameters; written atomically LAST
+  eval/<group>.npz             logits [N, n, C] and labels of the forget/retain/validation/test
+                               splits for `original`, `oracle` and every method
+  eval/references.json         cost of the `original` and `oracle` groups
+  report.md, results.csv, results.json, summary.json, plots/   (`unlearn_jax.report`)
+
+Reuse: a method whose result.json says `done` with the same hyperparameters and seeds is not run
+again (its logits are recomputed from the checkpoint if eval/<name>.npz is missing). A method
+without result.json (killed mid-run), one that failed, or one whose hyperparameters changed is
+run again from scratch. The reference groups resume or reload as in `pipeline.train_reference`.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import time
+import traceback
+import zlib
+from pathlib import Path
+from typing import Any, Mapping, Optional
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from absl import logging
+
+from unlearn_jax import io, pipeline
+from unlearn_jax.checkpoint import Checkpointer
+from unlearn_jax.methods import METHODS, UnlearnData, get_method, merged_config, run_method
+from unlearn_jax.train import TrainState, create_train_state, predict
+
+EVAL_SPLITS = ("forget", "retain", "validation", "test")
+# Fields of `config.train` that `retrain` takes unless `method_configs.retrain` overrides them.
+RETRAIN_RECIPE = ("epochs", "batch_size", "learning_rate", "momentum", "weight_decay", "schedule",
+                  "final_lr_fraction")
+_METHOD_STREAM = 2  # keeps method keys apart from the reference groups' (0 and 1)
+
+
+# ----------------------------------------------------------------------------------------------
+# Configuration.
+
+
+def _plain(value) -> dict:
+  if value is None:
+    return {}
+  return dict(value.to_dict() if hasattr(value, "to_dict") else value)
+
+
+def method_overrides(config, name: str) -> dict:
+  """The user's hyperparameters of method `name` (unset placeholders dropped).
+
+  `retrain` defaults to the reference recipe of `config.train`.
+  """
+  configs = config.get("method_configs") or {}
+  overrides = {k: v for k, v in _plain(configs.get(name)).items() if v is not None}
+  if name == "retrain":
+    overrides = {**{k: config.train[k] for k in RETRAIN_RECIPE}, **overrides}
+  return overrides
+
+
+def resolve_methods(config) -> dict[str, Any]:
+  """name -> resolved hyperparameters (dict), or the exception importing the module raised.
+
+  Raises (before anything is trained) on an unknown method name, a duplicate, an entry of
+  `method_configs` naming an unknown method, or an unknown hyperparameter.
+  """
+  names = tuple(config.methods)
+  unknown = [n for n in names if n not in METHODS]
+  if unknown:
+    raise ValueError(f"unknown unlearning method(s) {unknown} in config.methods; choose from "
+                     f"{', '.join(METHODS)}")
+  if len(set(names)) != len(names):
+    raise ValueError(f"config.methods lists a method twice: {list(names)}")
+  stray = [n for n in _plain(config.get("method_configs")) if n not in METHODS]
+  if stray:
+    raise ValueError(f"config.method_configs has entries for unknown method(s) {stray}; choose "
+                     f"from {', '.join(METHODS)}")
+  resolved: dict[str, Any] = {}
+  for name in names:
+    try:
+      defaults = get_method(name).DEFAULTS
+    except ImportError as e:  # recorded as this method's failure, the others still run
+      resolved[name] = e
+      continue
+    resolved[name] = merged_config(name, defaults, method_overrides(config, name))
+  return resolved
+
+
+def method_keys(seeds, name: str) -> jax.Array:
+  """One PRNG key per seed, a deterministic function of (seed, method name)."""
+  tag = np.uint32(zlib.crc32(name.encode()))
+  return jnp.stack([jax.random.fold_in(jax.random.fold_in(jax.random.PRNGKey(s), _METHOD_STREAM),
+                                       tag) for s in seeds])
+
+
+# ----------------------------------------------------------------------------------------------
+# Saved logits.
+
+
+def eval_path(workdir, group: str) -> Path:
+  return Path(workdir) / "eval" / f"{group}.npz"
+
+
+def save_logits(path, state: TrainState, splits: Mapping[str, tuple], batch_size: int,
+                model_axis: str = "auto") -> None:
+  """Logits `[N, n, C]` (float32) and labels of every split, written atomically to `path`."""
+  arrays = {}
+  for name in EVAL_SPLITS:
+    x, y = splits[name]
+    arrays[f"{name}_logits"] = np.asarray(predict(state, x, batch_size=batch_size,
+                                                  model_axis=model_axis), np.float32)
+    arrays[f"{name}_labels"] = np.asarray(y, np.int64)
+  path = Path(path)
+  path.parent.mkdir(parents=True, exist_ok=True)
+  fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+  try:
+    with os.fdopen(fd, "wb") as f:
+      np.savez(f, **arrays)
+    os.replace(tmp, path)
+  except BaseException:
+    if os.path.exists(tmp):
+      os.unlink(tmp)
+    raise
+
+
+def load_logits(path) -> dict[str, np.ndarray]:
+  """`{<split>_logits: [N, n, C], <split>_labels: [n]}` as saved by `save_logits`."""
+  with np.load(path) as f:
+    return {k: f[k] for k in f.files}
+
+
+# ----------------------------------------------------------------------------------------------
+# One method.
+
+
+def method_dir(workdir, name: str) -> Path:
+  return Path(workdir) / "methods" / name
+
+
+def _stripped(state: TrainState) -> TrainState:
+  """What is saved of an unlearned state: step, params and model_state (no optimizer)."""
+  return state.replace(opt_state=None)
+
+
+def load_unlearned(workdir, name: str, like: TrainState) -> TrainState:
+  """The unlearned stacked state of method `name` (`like`: any state of the same model and N,
+  e.g. the original group). Its `opt_state` is None: re-create an optimizer to train it."""
+  with Checkpointer(method_dir(workdir, name) / "checkpoint", max_to_keep=1) as ckpt:
+    epoch = ckpt.latest_epoch()
+    if epoch is None:
+      raise FileNotFoundError(f"no checkpoint of method '{name}' in {method_dir(workdir, name)}")
+    return ckpt.restore(epoch, _stripped(like))
+
+
+def _jsonable_info(info: Mapping[str, Any], max_size: int = 64) -> dict:
+  """A method's info with big arrays (masks, per-example values) replaced by their shapes."""
+  out = {}
+  for k, v in (info or {}).items():
+    leaves = jax.tree_util.tree_leaves(v)
+    size = sum(int(np.size(l)) for l in leaves)
+    out[str(k)] = io.to_jsonable(v) if size <= max_size else (
+        f"<{len(leaves)} array(s), {size} values>")
+  return out
+
+
+def _finished(result_path: Path, hparams: dict, seeds) -> bool:
+  if not result_path.exists():
+    return False
+  try:
+    r = io.read_json(result_path)
+  except ValueError:
+    return False
+  return (r.get("status") == "done" and r.get("config") == io.to_jsonable(hparams)
+          and r.get("seeds") == list(seeds))
+
+
+def run_one_method(exp: pipeline.Experiment, name: str, hparams: Any, original: TrainState,
+                   data: UnlearnData, splits: Mapping[str, tuple]) -> dict:
+  """Run (or reuse) method `name` and save its checkpoint, logits and result.json.
+
+  Returns the result record. Any exception of the method is recorded (status `failed`, with
+  its message) instead of being raised.
+  """
+  workdir, seeds = exp.workdir, list(exp.seeds)
+  out = method_dir(workdir, name)
+  result_path = out / "result.json"
+  ev = exp.config.eval
+  if not isinstance(hparams, Exception) and _finished(result_path, hparams, seeds):
+    if not eval_path(workdir, name).exists():
+      save_logits(eval_path(workdir, name), load_unlearned(workdir, name, original), splits,
+                  ev.batch_size, exp.config.train.model_axis)
+    record = io.read_json(result_path)
+    record["reused"] = True
+    return record
+
+  if out.exists():  # unfinished, failed or made with other hyperparameters: start afresh
+    shutil.rmtree(out)
+  eval_path(workdir, name).unlink(missing_ok=True)
+  out.mkdir(parents=True)
+  record = {"method": name, "seeds": seeds}
+  try:
+    if isinstance(hparams, Exception):
+      raise hparams
+    record["config"] = io.to_jsonable(hparams)
+    record["uses_forget"] = bool(get_method(name).USES_FORGET)
+    keys = method_keys(seeds, name)
+    cpu0 = time.process_time()
+    if name == "single_gradient" and hparams.get("reference") == "initial":
+      # w_0 = the original group's initialization (reproducible from its keys)
+      result = get_method(name).unlearn(original, data, hparams, keys,
+                                        reference_state=initial_state(exp, "original"))
+    else:
+      result = run_method(name, original, data, hparams, keys)
+    state = jax.block_until_ready(result.state)
+    cpu_s = time.process_time() - cpu0  # CPU time of all threads: robust to a shared machine
+    with Checkpointer(out / "checkpoint", max_to_keep=1) as ckpt:
+      ckpt.save(1, _stripped(state))
+    save_logits(eval_path(workdir, name), state, splits, ev.batch_size,
+                exp.config.train.model_axis)
+    diverged = np.atleast_1d(np.asarray(result.diverged, bool))
+    cost = {**io.to_jsonable(result.cost), "cpu_s": cpu_s}
+    record.update(status="done", cost=cost, diverged=diverged.tolist(),
+                  info=_jsonable_info(result.info))
+  except Exception as e:  # noqa: BLE001 - one method's failure must not stop the others
+    record.update(status="failed", error=f"{type(e).__name__}: {e}",
+                  traceback=traceback.format_exc(limit=8))
+    logging.warning("unlearning method '%s' failed: %s", name, record["error"])
+    eval_path(workdir, name).unlink(missing_ok=True)
+  io.atomic_write_json(result_path, record)
+  record["reused"] = False
+  return record
+
+
+# ----------------------------------------------------------------------------------------------
+# The whole experiment.
+
+
+def initial_state(exp: pipeline.Experiment, group: str) -> TrainState:
+  """The initialization of reference group `group` (stacked; an identity optimizer)."""
+  init_keys, _ = pipeline.group_keys(exp.seeds, group)
+  return create_train_state(exp.model, optax.identity(), init_keys, exp.dataset.image_shape)
+
+
+def unlearn_data(exp: pipeline.Experiment) -> UnlearnData:
+  splits = exp.splits()
+  (rx, ry), (fx, fy) = splits["retain"], splits["forget"]
+  return UnlearnData(retain_x=rx, retain_y=np.asarray(ry), forget_x=fx, forget_y=np.asarray(fy),
+                     num_classes=exp.dataset.num_classes, model=exp.model,
+                     image_shape=exp.dataset.image_shape,
+                     model_axis=exp.config.train.model_axis, mesh=pipeline.mesh_for(exp.config))
+
+
+def run_unlearn(config, workdir, *, report: bool = True) -> dict:
+  """Train or reuse `original` and `oracle`, run every configured method, save logits, report.
+
+  Args:
+    config: the `experiments/configs/unlearn.py` config.
+    workdir: the experiment folder (shared with `experiments.train`).
+    report: write report.md & co. with `unlearn_jax.report.evaluate_workdir` at the end.
+
+  Returns:
+    The summary (`summary.json`) if `report`, else `{group: result record}`.
+  """
+  t0 = time.perf_counter()
+  hparams = resolve_methods(config)  # config errors surface before any training
+  exp = pipeline.setup(config, workdir)
+  splits = exp.splits()
+  batch, axis = config.eval.batch_size, config.train.model_axis
+  costs = {}
+  original = None
+  for group in pipeline.REFERENCE_GROUPS:
+    state, costs[group] = pipeline.train_reference(exp, group)
+    if not eval_path(exp.workdir, group).exists():
+      save_logits(eval_path(exp.workdir, group), state, splits, batch, axis)
+    if group == "original":
+      original = state
+    del state
+  io.atomic_write_json(exp.workdir / "eval" / "references.json", costs)
+
+  data = unlearn_data(exp)
+  records = {}
+  for name, hp in hparams.items():
+    records[name] = run_one_method(exp, name, hp, original, data, splits)
+    r = records[name]
+    if not r["reused"]:
+      msg = (f"{r['cost']['wall_s']:.1f}s" if r["status"] == "done" else r["error"])
+      logging.info("method %s: %s %s", name, r["status"], msg)
+  if not report:
+    return records
+  from unlearn_jax import report as report_lib  # matplotlib only when reporting
+  return report_lib.evaluate_workdir(exp.workdir, run_wall_s=time.perf_counter() - t0)
