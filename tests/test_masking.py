@@ -189,10 +189,10 @@ def test_mask_in_state_per_model_masks_under_vmap():
         u, o = jax.vmap(tx.update)(g, o, p)
         return optax.apply_updates(p, u), o
 
-    p = stacked
+    p, o = stacked, opt
     for i in range(10):
         g = {"w": jax.random.normal(jax.random.PRNGKey(i), (2, 2, 3))}
-        p, o = step(p, opt, g) if i == 0 else step(p, o, g)
+        p, o = step(p, o, g)
     for m in range(2):
         frozen = ~np.asarray(masks["w"][m])
         np.testing.assert_array_equal(np.asarray(p["w"][m])[frozen],

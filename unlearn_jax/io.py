@@ -6,6 +6,7 @@ Every write goes to a temporary file in the destination folder and is moved into
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -36,13 +37,18 @@ def to_jsonable(value: Any) -> Any:
   return value
 
 
-def atomic_write_text(path, text: str) -> None:
+@contextlib.contextmanager
+def atomic_open(path, mode: str = "w"):
+  """Open a temporary file beside `path`; on success fsync it and move it onto `path`.
+
+  On any exception the temporary file is removed and `path` is left as it was.
+  """
   path = Path(path)
   path.parent.mkdir(parents=True, exist_ok=True)
   fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
   try:
-    with os.fdopen(fd, "w") as f:
-      f.write(text)
+    with os.fdopen(fd, mode) as f:
+      yield f
       f.flush()
       os.fsync(f.fileno())
     os.replace(tmp, path)
@@ -50,6 +56,17 @@ def atomic_write_text(path, text: str) -> None:
     if os.path.exists(tmp):
       os.unlink(tmp)
     raise
+
+
+def atomic_write_text(path, text: str) -> None:
+  with atomic_open(path, "w") as f:
+    f.write(text)
+
+
+def atomic_savez(path, **arrays) -> None:
+  """`np.savez` to `path` atomically."""
+  with atomic_open(path, "wb") as f:
+    np.savez(f, **arrays)
 
 
 def atomic_write_json(path, obj: Any) -> None:

@@ -19,14 +19,12 @@ run again from scratch. The reference groups resume or reload as in `pipeline.tr
 
 from __future__ import annotations
 
-import os
 import shutil
-import tempfile
 import time
 import traceback
 import zlib
 from pathlib import Path
-from typing import Any, Mapping, Optional
+from typing import Any, Mapping
 
 import jax
 import jax.numpy as jnp
@@ -120,17 +118,7 @@ def save_logits(path, state: TrainState, splits: Mapping[str, tuple], batch_size
     arrays[f"{name}_logits"] = np.asarray(predict(state, x, batch_size=batch_size,
                                                   model_axis=model_axis), np.float32)
     arrays[f"{name}_labels"] = np.asarray(y, np.int64)
-  path = Path(path)
-  path.parent.mkdir(parents=True, exist_ok=True)
-  fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-  try:
-    with os.fdopen(fd, "wb") as f:
-      np.savez(f, **arrays)
-    os.replace(tmp, path)
-  except BaseException:
-    if os.path.exists(tmp):
-      os.unlink(tmp)
-    raise
+  io.atomic_savez(path, **arrays)
 
 
 def load_logits(path) -> dict[str, np.ndarray]:

@@ -23,10 +23,11 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import tempfile
 from typing import Any, Iterable, Mapping
 
 import numpy as np
+
+from unlearn_jax import io
 
 FORGET_KINDS = ("iid", "non_iid", "classwise", "confusion")
 
@@ -315,25 +316,8 @@ def save_forget_set(path: str | os.PathLike[str], forget_set: ForgetSet,
     meta: JSON-serializable description of the dataset and forget config
       (NumPy scalars and arrays are converted).
   """
-  path = os.fspath(path)
-  directory = os.path.dirname(os.path.abspath(path))
-  os.makedirs(directory, exist_ok=True)
-  meta_json = _meta_json(meta)
-  fd, tmp = tempfile.mkstemp(dir=directory,
-                             prefix=f".{os.path.basename(path)}.",
-                             suffix=".tmp")
-  try:
-    with os.fdopen(fd, "wb") as f:
-      np.savez(f, indices=forget_set.indices,
-               train_labels=forget_set.train_labels,
-               kind=np.array(forget_set.kind), meta=np.array(meta_json))
-      f.flush()
-      os.fsync(f.fileno())
-    os.replace(tmp, path)
-  except BaseException:
-    if os.path.exists(tmp):
-      os.remove(tmp)
-    raise
+  io.atomic_savez(path, indices=forget_set.indices, train_labels=forget_set.train_labels,
+                  kind=np.array(forget_set.kind), meta=np.array(_meta_json(meta)))
 
 
 def load_forget_set(

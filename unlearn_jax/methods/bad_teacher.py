@@ -109,7 +109,7 @@ def unlearn(state, data: base.UnlearnData, cfg, key, mask=None) -> base.UnlearnR
     items = sgd_items(cfg) if cfg["optimizer"] == "sgd" else (("learning_rate",
                                                                cfg["learning_rate"]),)
     tx = cached_optimizer(cfg["optimizer"], items, epochs * steps, mask is not None)
-    x, y = data.train_x, data.train_y                       # rows: retain, then forget
+    x = data.train_x                                        # rows: retain, then forget
     is_forget = jnp.arange(nr + nf) >= nr
     init_key, subset_key, data_key = split_keys(key, 3, stacked)
     incompetent = create_train_state(data.model, optax.identity(), init_key, data.image_shape)

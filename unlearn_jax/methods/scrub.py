@@ -296,7 +296,7 @@ def unlearn(state, data: base.UnlearnData, cfg, key, mask=None) -> base.UnlearnR
     max_epochs = min(max_steps, epochs)
     total = max_epochs * f_steps + epochs * r_steps
     tx = cached_optimizer("sgd", sgd_items(cfg), total, mask is not None)
-    fx, fy = jnp.asarray(data.forget_x), jnp.asarray(data.forget_y)
+    fx = jnp.asarray(data.forget_x)
     rx, ry = jnp.asarray(data.retain_x), jnp.asarray(data.retain_y)
     # The frozen teacher θ* in inference mode: its logits are fixed, compute them once.
     t_forget = predict(state, fx, model_axis=data.model_axis)
