@@ -20,7 +20,6 @@ from pathlib import Path
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from unlearn_jax import train as T
 from unlearn_jax.models import build_model, count_params
