@@ -15,8 +15,8 @@ from unlearn_jax import io, unlearn_pipeline
 from unlearn_jax.methods import METHODS
 
 ROOT = Path(__file__).resolve().parents[1]
-SMALL = ["--config=experiments/configs/unlearn.py:dataset=digits,model=mlp,seeds=2,"
-         "epochs=2,methods=finetune+neggrad_plus",
+SMALL = [("--config=experiments/configs/unlearn.py:dataset=digits,model=mlp,seeds=2,"
+          "epochs=2,methods=finetune+neggrad_plus"),
          "--config.progress=False", "--config.method_configs.finetune.epochs=1",
          "--config.method_configs.neggrad_plus.epochs=1"]
 

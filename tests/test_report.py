@@ -185,7 +185,8 @@ def test_diverged_and_failed_methods(workdir):
 def test_files_have_every_row(workdir):
   wd, _, summary = workdir
   assert io.read_json(wd / "results.json")["order"] == ["original", "oracle", *METHODS]
-  rows = list(csv.DictReader(open(wd / "results.csv")))
+  with open(wd / "results.csv") as f:
+    rows = list(csv.DictReader(f))
   assert [r["group"] for r in rows] == ["original", "oracle", *METHODS]
   by = {r["group"]: r for r in rows}
   assert by["broken"]["status"] == "failed" and "boom" in by["broken"]["error"]

@@ -8,8 +8,8 @@ pyplot backend (e.g. a notebook's inline backend) is left alone.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Mapping, Optional, Sequence
 
 import numpy as np
 
@@ -36,37 +36,59 @@ _STYLE = {"oracle": dict(marker="*", color="tab:red", markersize=16, zorder=5),
           "method": dict(marker="o", color="tab:blue", markersize=7, zorder=3)}
 
 
-def forget_vs_test(points: Sequence[Mapping], path, *, title: Optional[str] = None) -> Path:
+def _scatter(ax, points, *, legend: bool, only=None) -> None:
+  for p in points:
+    style = _STYLE.get(p["kind"], _STYLE["method"])
+    (fx, fs), (tx, ts) = p["forget"], p["test"]
+    ax.errorbar(100 * fx, 100 * tx, xerr=100 * fs, yerr=100 * ts, linestyle="none",
+                capsize=2, label=p["name"] if legend and p["kind"] != "method" else None, **style)
+    if only is None or only(p):
+      ax.annotate(p["name"], (100 * fx, 100 * tx), textcoords="offset points", xytext=(5, 4),
+                  fontsize=7)
+  oracle = [p for p in points if p["kind"] == "oracle"]
+  if oracle:
+    ax.axvline(100 * oracle[0]["forget"][0], color="tab:red", lw=0.8, ls="--", alpha=0.6)
+  ax.set_xlabel("forget accuracy (%)")
+  ax.grid(alpha=0.3)
+
+
+def forget_vs_test(points: Sequence[Mapping], path, *, title: str | None = None,
+                   zoom_pp: float = 10.0) -> Path:
   """Forget accuracy (x) vs test accuracy (y), mean ± std over seeds, one point per model group.
+
+  Left: every group. Right (when some group lies far from the oracle): a zoom on the groups
+  within `zoom_pp` percentage points of the oracle on both axes, where methods usually crowd.
 
   Args:
     points: dicts with `name`, `kind` (`oracle`, `original` or `method`), `forget` and `test`
       as (mean, std) accuracies in [0, 1]. Groups without numbers are left out by the caller.
     path: the PNG to write.
+    zoom_pp: half-width of the zoom window around the oracle, in percentage points.
   """
-  fig = _figure(figsize=(6.5, 5))
-  ax = fig.subplots()
-  for p in points:
-    style = _STYLE.get(p["kind"], _STYLE["method"])
-    (fx, fs), (tx, ts) = p["forget"], p["test"]
-    ax.errorbar(100 * fx, 100 * tx, xerr=100 * fs, yerr=100 * ts, linestyle="none",
-                capsize=2, label=p["name"] if p["kind"] != "method" else None, **style)
-    ax.annotate(p["name"], (100 * fx, 100 * tx), textcoords="offset points", xytext=(5, 4),
-                fontsize=8)
   oracle = [p for p in points if p["kind"] == "oracle"]
-  if oracle:
-    ax.axvline(100 * oracle[0]["forget"][0], color="tab:red", lw=0.8, ls="--", alpha=0.6)
-  ax.set_xlabel("forget accuracy (%)")
-  ax.set_ylabel("test accuracy (%)")
-  ax.set_title(title or "Forget vs test accuracy (closer to the oracle ★ is better)")
-  ax.grid(alpha=0.3)
+  near = lambda p: (abs(p["forget"][0] - oracle[0]["forget"][0]) * 100 <= zoom_pp and
+                    abs(p["test"][0] - oracle[0]["test"][0]) * 100 <= zoom_pp)
+  zoom = bool(oracle) and not all(near(p) for p in points)
+  fig = _figure(figsize=(12.0 if zoom else 6.5, 5))
+  axes = fig.subplots(1, 2 if zoom else 1, squeeze=False)[0]
+  _scatter(axes[0], points, legend=True, only=(lambda p: not near(p)) if zoom else None)
+  axes[0].set_ylabel("test accuracy (%)")
   if oracle or any(p["kind"] == "original" for p in points):
-    ax.legend(loc="best", fontsize=8)
+    axes[0].legend(loc="best", fontsize=8)
+  if zoom:
+    close = [p for p in points if near(p)]
+    _scatter(axes[1], close, legend=False)
+    xs = [100 * p["forget"][0] for p in close]
+    ys = [100 * p["test"][0] for p in close]
+    axes[1].set_xlim(min(xs) - 1, max(xs) + 1.5)
+    axes[1].set_ylim(min(ys) - 1, max(ys) + 1)
+    axes[1].set_title(f"within {zoom_pp:g} pp of the oracle", fontsize=9)
+  fig.suptitle(title or "Forget vs test accuracy (closer to the oracle ★ is better)")
   return _save(fig, path)
 
 
 def mia_bars(names: Sequence[str], series: Mapping[str, tuple], path, *,
-             oracle: Optional[Mapping[str, float]] = None, title: Optional[str] = None) -> Path:
+             oracle: Mapping[str, float] | None = None, title: str | None = None) -> Path:
   """Grouped bars of membership-inference scores per model group.
 
   Args:
@@ -75,7 +97,7 @@ def mia_bars(names: Sequence[str], series: Mapping[str, tuple], path, *,
     path: the PNG to write.
     oracle: metric label -> the oracle's mean, drawn as a dashed line of the bar's color.
   """
-  fig = _figure(figsize=(max(6.0, 0.6 * len(names) * max(1, len(series))), 4.2))
+  fig = _figure(figsize=(min(14.0, max(6.0, 0.35 * len(names) * max(1, len(series)))), 4.2))
   ax = fig.subplots()
   x = np.arange(len(names))
   width = 0.8 / max(1, len(series))
@@ -98,7 +120,7 @@ def mia_bars(names: Sequence[str], series: Mapping[str, tuple], path, *,
 
 def confidence_histograms(groups: Sequence[tuple[str, np.ndarray]], oracle_conf: np.ndarray,
                           examples: Sequence[int], path, *, bins: int = 20,
-                          title: Optional[str] = None) -> Path:
+                          title: str | None = None) -> Path:
   """Histograms of logit-scaled confidence, unlearned models vs retrained ones.
 
   One row per model group; the first column pools every forget example, the others show single

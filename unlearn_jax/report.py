@@ -26,8 +26,9 @@ import csv
 import io as _io
 import math
 import os
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Optional, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -101,7 +102,7 @@ def all_seed_metrics(tasks: Sequence[Mapping[str, np.ndarray]], ev: Mapping[str,
                                                   for t in tasks)
 
 
-def _ms(values: Sequence[Optional[float]]) -> tuple[float, float]:
+def _ms(values: Sequence[float | None]) -> tuple[float, float]:
   return metrics.mean_std([math.nan if v is None else v for v in values])
 
 
@@ -113,7 +114,7 @@ def forget_confidences(logits: Mapping[str, np.ndarray], seeds_ok: np.ndarray) -
                        (0, len(y)))
 
 
-def evaluate_group(seed_results: Sequence[Optional[dict]]) -> dict:
+def evaluate_group(seed_results: Sequence[dict | None]) -> dict:
   """Per-seed metrics (None for seeds left out) and their mean ± std over the kept seeds."""
   n = len(seed_results)
   per_seed: dict[str, list] = {}
@@ -171,7 +172,7 @@ def _ceiling(oracle_conf: np.ndarray) -> dict:
           "note": f"oracle seeds split into two disjoint halves of {r['num_models']}"}
 
 
-def _relative(cost: Optional[dict], oracle_cost: Optional[dict]) -> dict:
+def _relative(cost: dict | None, oracle_cost: dict | None) -> dict:
   out = {}
   for k in ("wall_s", "example_gradients", "epochs"):
     try:
@@ -181,7 +182,7 @@ def _relative(cost: Optional[dict], oracle_cost: Optional[dict]) -> dict:
   return out
 
 
-def _status(record: Optional[dict], diverged: np.ndarray) -> str:
+def _status(record: dict | None, diverged: np.ndarray) -> str:
   if record is None:
     return "missing"
   if record.get("status") != "done":
@@ -201,7 +202,7 @@ def _diverged_from_logits(logits: Mapping[str, np.ndarray]) -> np.ndarray:
   return bad
 
 
-def evaluate_workdir(workdir, *, run_wall_s: Optional[float] = None) -> dict:
+def evaluate_workdir(workdir, *, run_wall_s: float | None = None) -> dict:
   """Compute every metric from the saved logits and write the report files.
 
   Args:
@@ -226,7 +227,7 @@ def evaluate_workdir(workdir, *, run_wall_s: Optional[float] = None) -> dict:
                               f"`python -m experiments.unlearn --workdir={workdir}` first")
 
   # Pass 1: what each group is (status, cost, logits of its kept seeds).
-  loaded: dict[str, tuple[dict, Optional[dict], np.ndarray]] = {}
+  loaded: dict[str, tuple[dict, dict | None, np.ndarray]] = {}
   for name in (*REFERENCES, *methods):
     is_ref = name in REFERENCES
     record = ({"status": "done", "cost": ref_costs.get(name)} if is_ref else None)
@@ -311,7 +312,7 @@ def best_methods(results: dict) -> dict:
                                "value": by_forget["delta"]["forget_accuracy"]["mean"]}}
 
 
-def make_summary(workdir: Path, results: dict, run_wall_s: Optional[float]) -> dict:
+def make_summary(workdir: Path, results: dict, run_wall_s: float | None) -> dict:
   if run_wall_s is None and (workdir / "summary.json").exists():
     run_wall_s = io.read_json(workdir / "summary.json").get("wall_s")
   groups = {}
@@ -451,14 +452,14 @@ def to_markdown(results: dict) -> str:
   out = [
       f"# Unlearning report: {results['dataset']} / {results['model']}, {n} seeds",
       "",
-      f"Forget set: {results['forget']['kind']}, {results['forget']['size']} examples. "
-      f"Numbers are mean ± std over seeds (diverged seeds left out). Δ = oracle − method "
-      "(against the oracle's mean; smaller |Δ| is better). MIA-SVC = fraction of forget examples "
-      "an SVC (retain vs test) calls non-members; MIA loss-LR = cross-validated accuracy of a "
-      "logistic regression on forget vs test losses (50 % = indistinguishable). ToW = Π over "
-      "forget/retain/test of (1 − |acc − oracle acc|). FQ = forgetting quality of the method's "
-      f"{n} seeds against the {n} oracle seeds; with few seeds it is coarse (only "
-      "2·ceil(ln(N−1)) score bins). Cost is relative to retraining (the oracle group).",
+      (f"Forget set: {results['forget']['kind']}, {results['forget']['size']} examples. "
+       "Numbers are mean ± std over seeds (diverged seeds left out). Δ = oracle − method "
+       "(against the oracle's mean; smaller |Δ| is better). MIA-SVC = fraction of forget "
+       "examples an SVC (retain vs test) calls non-members; MIA loss-LR = cross-validated "
+       "accuracy of a logistic regression on forget vs test losses (50 % = indistinguishable). "
+       "ToW = Π over forget/retain/test of (1 − |acc − oracle acc|). FQ = forgetting quality of "
+       f"the method's {n} seeds against the {n} oracle seeds; with few seeds it is coarse (only "
+       "2·ceil(ln(N−1)) score bins). Cost is relative to retraining (the oracle group)."),
       "",
       f"Forgetting-quality ceiling (oracle vs oracle): {ceiling_line}.",
       "",

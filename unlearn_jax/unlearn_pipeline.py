@@ -23,8 +23,9 @@ import shutil
 import time
 import traceback
 import zlib
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import jax
 import jax.numpy as jnp
