@@ -12,7 +12,7 @@ from ml_collections import config_dict
 # Per-dataset recipe defaults for the embedded CPU default and for TFDS datasets on GPU.
 DATASET_PRESETS = {
     # Embedded CPU default: CNN at width 0.5 reaches ~96 % test accuracy on mnist5k in ~1 min
-    # per group of 3 seeds on 2 cores (docs/results/train_default.md).
+    # per group of 3 seeds on 2 cores (docs/platform.md).
     "mnist5k": dict(epochs=12, batch_size=64, learning_rate=0.1, model="cnn", width=0.5),
     "digits": dict(epochs=15, batch_size=64, learning_rate=0.1, model="cnn", width=0.5),
     # DEL §7 recipe (CIFAR-10 / SVHN): SGD momentum 0.9, wd 0, batch 128, lr 0.1, cosine, 30 epochs.
