@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from typing import Any, Callable, Mapping, Optional
+from typing import Any, Mapping, Optional
 
 import jax
 import jax.numpy as jnp
@@ -24,7 +24,7 @@ import optax
 
 from unlearn_jax import masking
 from unlearn_jax.models import Model
-from unlearn_jax.train import (TrainState, check_batch_size, cross_entropy, fit, make_optimizer,
+from unlearn_jax.train import (TrainState, check_batch_size, fit, make_optimizer,
                                make_train_step, num_models)
 
 
@@ -172,8 +172,6 @@ def result(state: TrainState, timer: Timer, *, example_gradients: int, epochs: f
                        cost={"wall_s": wall, "example_gradients": int(example_gradients),
                              "epochs": float(epochs)})
 
-
-Objective = Callable[..., jax.Array]
 __all__ = ["UnlearnData", "UnlearnResult", "MethodConfigError", "merged_config", "require",
            "optimizer", "with_optimizer", "train_on", "steps_per_epoch", "diverged", "Timer",
-           "result", "cross_entropy"]
+           "result"]

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Callable
-
 import flax.linen as nn
 
 NORMS = ("batch", "group", "none")
@@ -51,5 +49,3 @@ class Norm(nn.Module):
       return x
     raise ValueError(f"unknown norm '{self.kind}'; choose one of {', '.join(NORMS)}")
 
-
-Activation = Callable
