@@ -17,7 +17,7 @@ import pytest
 from unlearn_jax import masking
 from unlearn_jax.data import iid
 from unlearn_jax.methods import MethodConfigError, get_method, run_method
-from unlearn_jax.methods import base, scrub, single_gradient, ssd
+from unlearn_jax.methods import base, common, single_gradient, ssd
 from unlearn_jax.models import build_model
 from unlearn_jax.train import (TrainState, create_train_state, evaluate, fit, make_optimizer,
                                unstack)
@@ -136,16 +136,16 @@ def test_scrub_kl_matches_numpy():
   t = rng.normal(size=(5, 4)) * 3
   for temp in (1.0, 4.0):
     per_example = _np_kl(s, t, temp)
-    got = scrub.kl_divergence(jnp.asarray(s, jnp.float32), jnp.asarray(t, jnp.float32), temp)
+    got = common.kl_divergence(jnp.asarray(s, jnp.float32), jnp.asarray(t, jnp.float32), temp)
     np.testing.assert_allclose(got, temp ** 2 * per_example.mean(), rtol=1e-5)
-    got = scrub.kl_divergence(jnp.asarray(s, jnp.float32), jnp.asarray(t, jnp.float32), temp,
-                              reduction="mean")
+    got = common.kl_divergence(jnp.asarray(s, jnp.float32), jnp.asarray(t, jnp.float32), temp,
+                               reduction="mean")
     np.testing.assert_allclose(got, per_example.sum() / s.size, rtol=1e-5)
-  same = scrub.kl_divergence(jnp.asarray(s), jnp.asarray(s), 4.0)
+  same = common.kl_divergence(jnp.asarray(s), jnp.asarray(s), 4.0)
   assert float(same) == pytest.approx(0, abs=1e-6)
   # KL(teacher || student), not the reverse
   rev = _np_kl(t, s, 2.0).mean() * 4
-  assert not np.isclose(float(scrub.kl_divergence(jnp.asarray(s), jnp.asarray(t), 2.0)), rev)
+  assert not np.isclose(float(common.kl_divergence(jnp.asarray(s), jnp.asarray(t), 2.0)), rev)
 
 
 @pytest.mark.parametrize("kind", ["sgd", "adam"])
@@ -155,11 +155,12 @@ def test_distill_optimizer_respects_mask_and_is_cached(kind):
   rng = np.random.default_rng(2)
   state = _linear_state(jnp.asarray(rng.normal(size=(3, 4)), jnp.float32),
                         jnp.asarray(rng.normal(size=(4,)), jnp.float32))
-  items = (("learning_rate", 0.1), ("momentum", 0.9), ("weight_decay", 5e-4),
-           ("schedule", "constant"))
-  tx = scrub.cached_optimizer(kind, items, 10, True)
-  assert tx is scrub.cached_optimizer(kind, items, 99, True)  # constant: total_steps irrelevant
+  cfg = dict(optimizer=kind, learning_rate=0.1, momentum=0.9, weight_decay=5e-4,
+             schedule="constant")
   mask = {"w": jnp.asarray(rng.random((3, 4)) < 0.5), "b": jnp.zeros((4,), bool)}
+  tx = base.optimizer(cfg, 10, mask)
+  assert tx is base.optimizer(dict(cfg), 99, mask)  # constant: total_steps irrelevant
+  assert tx is not base.optimizer(cfg, 10)  # unmasked: another object
   st = base.with_optimizer(state, tx, mask)
   grads = jax.tree_util.tree_map(jnp.ones_like, st.params)
   updates, _ = st.tx.update(grads, st.opt_state, st.params)

@@ -16,7 +16,7 @@ import pytest
 from unlearn_jax import localize, masking
 from unlearn_jax.data import iid
 from unlearn_jax.methods import MethodConfigError, UnlearnData, run_method
-from unlearn_jax.methods import del_, l1_sparse, random_label, salun
+from unlearn_jax.methods import common, del_, l1_sparse, random_label
 from unlearn_jax.models import build_model
 from unlearn_jax.train import (create_train_state, cross_entropy, fit, make_optimizer, stack,
                                unstack)
@@ -184,9 +184,9 @@ def test_l1_coefficient_decays_linearly_to_zero():
 def test_localization_masks_per_model_match_localize(setup):
   data, singles = setup["data"], setup["singles"]
   kw = dict(alpha=0.5, criterion="grad", granularity="param", batch_size=128)
-  stacked_masks = salun.localization_masks(setup["stacked"], data.forget_x, data.forget_y, **kw)
+  stacked_masks = common.localization_masks(setup["stacked"], data.forget_x, data.forget_y, **kw)
   for i, single in enumerate(singles):
-    mine = salun.localization_masks(single, data.forget_x, data.forget_y, **kw)
+    mine = common.localization_masks(single, data.forget_x, data.forget_y, **kw)
     model_i = jax.tree_util.tree_map(lambda m: m[i], stacked_masks)
     for a, c in zip(*(jax.tree_util.tree_leaves(t) for t in (mine, model_i))):
       assert np.mean(np.asarray(a) != np.asarray(c)) < 1e-3
@@ -207,8 +207,8 @@ def test_salun_changes_only_salient_params(setup):
   res = run_method("salun", single, data, ONE_EPOCH, keys_for()[0])
   assert res.info["saliency_fraction"][0] == pytest.approx(0.5, abs=1e-3)
   assert res.info["mask_fraction"] == res.info["saliency_fraction"]
-  saliency = salun.localization_masks(single, data.forget_x, data.forget_y, alpha=0.5,
-                                      criterion="grad", granularity="param")
+  saliency = common.localization_masks(single, data.forget_x, data.forget_y, alpha=0.5,
+                                       criterion="grad", granularity="param")
   assert_frozen_identical(res.state.params, single.params, not_(saliency))
   assert some_changed(res.state.params, single.params, saliency)
   assert res.cost["example_gradients"] > len(data.retain_x) // 64 * 64  # + localization pass
@@ -255,7 +255,7 @@ def test_del_changes_only_mask_and_classifier(setup, user_mask):
     assert res.info["localized"] is False
     assert res.cost["example_gradients"] == len(data.retain_x) // 64 * 64
   else:
-    init_key, _ = random_label.split_key(key, False)
+    init_key, _ = common.split_keys(key, False)
     _, reset, _ = del_.localize_and_reset(single, data, dict(del_.DEFAULTS), init_key)
     assert res.info["localized"] is True
     assert res.cost["example_gradients"] == len(data.retain_x) // 64 * 64 + len(data.forget_x)

@@ -17,8 +17,8 @@ per-batch updates (Graves et al.'s other, storage-based variant is not implement
 
 from __future__ import annotations
 
-from unlearn_jax.methods import base
-from unlearn_jax.methods.random_label import check_forget, check_sgd_config, relabel_and_train
+from unlearn_jax.methods import base, common
+from unlearn_jax.methods.random_label import relabel_and_train
 
 USES_FORGET = True
 DEFAULTS = dict(epochs=2, batch_size=64, learning_rate=0.01, momentum=0.9, weight_decay=0.0,
@@ -26,8 +26,8 @@ DEFAULTS = dict(epochs=2, batch_size=64, learning_rate=0.01, momentum=0.9, weigh
 
 
 def unlearn(state, data: base.UnlearnData, cfg, key, mask=None) -> base.UnlearnResult:
-  check_sgd_config("amnesiac", cfg)
-  check_forget("amnesiac", data)
+  common.check_sgd_config("amnesiac", cfg)
+  common.check_forget("amnesiac", data)
   with base.Timer() as timer:
     return relabel_and_train(state, data, cfg, key, mask, allow_true_label=False,
                              timer=timer)

@@ -14,7 +14,7 @@ as the reference `UnLearningData` loader does) is
   KL(target || softmax(student / T))  with  target = softmax(teacher / T),
 
 reduced as PyTorch's default `F.kl_div(..., reduction="mean")` in the reference code: the mean
-over batch *and* classes, no T^2 factor (`scrub.kl_divergence(..., reduction="mean")`; with Adam
+over batch *and* classes, no T^2 factor (`common.kl_divergence(..., reduction="mean")`; with Adam
 the overall scale of the loss hardly matters). Set `reduction="batchmean_t2"` for SCRUB's form.
 
 Defaults follow the reference code (T = 1, Adam, retain subset 30 %) except the step count and
@@ -39,11 +39,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from unlearn_jax.methods import base
-from unlearn_jax.methods.scrub import (cached_optimizer, check_batch, check_common, fresh_copy,
-                                       kl_from_probs, make_step, run_epoch, sgd_items,
-                                       split_keys)
-from unlearn_jax.train import create_train_state, num_models, predict
+from unlearn_jax.methods import base, common
+from unlearn_jax.train import create_train_state, predict
 
 USES_FORGET = True
 DEFAULTS = dict(
@@ -69,9 +66,9 @@ def bad_teacher_step(temperature: float, reduction: str):
   def loss(logits, batch, params, step):
     del params, step
     log_ps = jax.nn.log_softmax(logits / temperature, axis=-1)
-    return kl_from_probs(log_ps, batch["p"], temperature, reduction=reduction)
+    return common.kl_from_probs(log_ps, batch["p"], temperature, reduction=reduction)
 
-  return make_step(loss)
+  return common.make_step(loss)
 
 
 def targets(competent, incompetent, x, is_forget, temperature: float, model_axis: str):
@@ -83,8 +80,8 @@ def targets(competent, incompetent, x, is_forget, temperature: float, model_axis
 
 
 def check_config(cfg: Mapping[str, Any]) -> None:
-  check_common("bad_teacher", cfg)
-  base.require("bad_teacher", cfg["optimizer"] in ("adam", "sgd"),
+  common.check_distill_config("bad_teacher", cfg)
+  base.require("bad_teacher", cfg["optimizer"] in base.OPTIMIZERS,
                f"optimizer must be 'adam' or 'sgd', got {cfg['optimizer']!r}")
   base.require("bad_teacher", 0 < cfg["retain_fraction"] <= 1,
                f"retain_fraction must be in (0, 1], got {cfg['retain_fraction']}")
@@ -94,34 +91,31 @@ def check_config(cfg: Mapping[str, Any]) -> None:
 
 def unlearn(state, data: base.UnlearnData, cfg, key, mask=None) -> base.UnlearnResult:
   check_config(cfg)
-  nr, nf = len(data.retain_x), len(data.forget_x)
-  base.require("bad_teacher", nf >= 1, "the forget set is empty")
+  nr, nf = len(data.retain_x), common.check_forget("bad_teacher", data)
   m = int(round(cfg["retain_fraction"] * nr))
   base.require("bad_teacher", m >= 1,
                f"retain_fraction {cfg['retain_fraction']} of {nr} retain examples is empty")
   pool = m + nf
-  check_batch("bad_teacher", "batch_size", "distillation pool (retain subset + forget)",
-              cfg["batch_size"], pool)
+  common.check_batch("bad_teacher", "batch_size", "distillation pool (retain subset + forget)",
+                     cfg["batch_size"], pool)
   epochs, bs = int(cfg["epochs"]), int(cfg["batch_size"])
   with base.Timer() as timer:
-    stacked = num_models(state) is not None
+    stacked = base.is_stacked(state)
     steps = base.steps_per_epoch(pool, bs, data)
-    items = sgd_items(cfg) if cfg["optimizer"] == "sgd" else (("learning_rate",
-                                                               cfg["learning_rate"]),)
-    tx = cached_optimizer(cfg["optimizer"], items, epochs * steps, mask is not None)
+    tx = base.optimizer(cfg, epochs * steps, mask)  # cfg["optimizer"]: adam | sgd
     x = data.train_x                                        # rows: retain, then forget
     is_forget = jnp.arange(nr + nf) >= nr
-    init_key, subset_key, data_key = split_keys(key, 3, stacked)
+    init_key, subset_key, data_key = common.split_keys(key, stacked, 3)
     incompetent = create_train_state(data.model, optax.identity(), init_key, data.image_shape)
     p = targets(state, incompetent, x, is_forget, float(cfg["temperature"]), data.model_axis)
     subset = lambda k: jnp.concatenate([jax.random.permutation(k, nr)[:m],
                                         jnp.arange(nr, nr + nf)])
     index = (jax.vmap(subset) if stacked else subset)(subset_key)
-    student = fresh_copy(base.with_optimizer(state, tx, mask))
+    student = common.fresh_copy(base.with_optimizer(state, tx, mask))
     step = bad_teacher_step(float(cfg["temperature"]), cfg["reduction"])
     for epoch in range(epochs):
-      student = run_epoch(student, {"x": x}, {"p": p}, index=index, key=data_key, epoch=epoch,
-                          batch_size=bs, step_fn=step, data=data)
+      student = common.run_epoch(student, {"x": x}, {"p": p}, index=index, key=data_key,
+                                 epoch=epoch, batch_size=bs, step_fn=step, data=data)
   return base.result(student, timer, example_gradients=epochs * steps * bs, epochs=epochs,
                      info={"pool_size": pool, "retain_in_pool": m,
                            "teacher_forward_examples": 2 * (nr + nf)})

@@ -1,4 +1,5 @@
-"""What every unlearning method shares: its inputs, its result, cost accounting, divergence checks.
+"""What every unlearning method shares: its inputs, its result, its optimizer, cost accounting,
+divergence checks. (Building blocks that several methods use live in `methods.common`.)
 
 A method is a module `unlearn_jax.methods.<name>` that defines
   USES_FORGET: bool                     whether it reads D_f (matters for the overparam. study)
@@ -14,6 +15,7 @@ masks) that restricts which parameters may change (`10-del.md` §6).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import time
 from typing import Any, Mapping, Optional
 
@@ -25,7 +27,9 @@ import optax
 from unlearn_jax import masking
 from unlearn_jax.models import Model
 from unlearn_jax.train import (TrainState, check_batch_size, fit, make_optimizer,
-                               make_train_step, num_models)
+                               make_train_step, num_models, train_step)
+
+OPTIMIZERS = ("sgd", "adam")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -88,24 +92,51 @@ def require(name: str, ok: bool, message: str) -> None:
     raise MethodConfigError(f"method '{name}': {message}")
 
 
-def optimizer(cfg: Mapping[str, Any], total_steps: int, mask=None, *, sign: float = 1.0
+def optimizer(cfg: Mapping[str, Any], total_steps: int, mask=None
               ) -> optax.GradientTransformation:
-  """SGD from a method config (keys learning_rate, momentum, weight_decay, schedule,
-  final_lr_fraction), restricted element-wise to `mask` when given (mask applied last, so
-  masked-out parameters stay bit-identical). `mask` may carry a leading model axis; then it
-  must be applied per model, see `with_optimizer`."""
-  tx = make_optimizer(learning_rate=cfg["learning_rate"], total_steps=total_steps,
-                      momentum=cfg.get("momentum", 0.9), weight_decay=cfg.get("weight_decay", 0.0),
-                      schedule=cfg.get("schedule", "constant"),
-                      final_lr_fraction=cfg.get("final_lr_fraction", 0.0))
-  return tx if mask is None else optax.chain(tx, masking.masked_updates_from_state())
+  """The optimizer of a method config, one cached object per distinct setting.
+
+  cfg keys: `optimizer` (`sgd`, the default, or `adam`), `learning_rate` and, for SGD,
+  `momentum`, `weight_decay`, `schedule`, `final_lr_fraction` (`train.make_optimizer`: momentum,
+  coupled weight decay, per-step schedule). Only whether a `mask` is given matters here: then
+  `masking.masked_updates_from_state()` is chained last (masked-out parameters stay
+  bit-identical) and `with_optimizer` stores the mask itself in the optimizer state (so it may
+  carry a leading model axis). `TrainState.tx` is static (part of the jit cache key), so equal
+  settings return the *same* object and repeated runs (seeds, sweeps, tests) reuse compiled
+  steps; `total_steps` is part of the setting only for a non-constant schedule.
+  """
+  kind = cfg.get("optimizer", "sgd")
+  masked = mask is not None
+  if kind == "adam":  # only the learning rate applies
+    return _cached_optimizer("adam", float(cfg["learning_rate"]), 0.0, 0.0, "constant", 0.0, 0,
+                             masked)
+  schedule = cfg.get("schedule", "constant")
+  return _cached_optimizer(kind, float(cfg["learning_rate"]), float(cfg.get("momentum", 0.9)),
+                           float(cfg.get("weight_decay", 0.0)), schedule,
+                           float(cfg.get("final_lr_fraction", 0.0)),
+                           0 if schedule == "constant" else int(total_steps), masked)
+
+
+@functools.lru_cache(maxsize=256)
+def _cached_optimizer(kind: str, learning_rate: float, momentum: float, weight_decay: float,
+                      schedule: str, final_lr_fraction: float, total_steps: int, masked: bool
+                      ) -> optax.GradientTransformation:
+  if kind == "sgd":
+    tx = make_optimizer(learning_rate=learning_rate, total_steps=total_steps, momentum=momentum,
+                        weight_decay=weight_decay, schedule=schedule,
+                        final_lr_fraction=final_lr_fraction)
+  elif kind == "adam":
+    tx = optax.adam(learning_rate)
+  else:
+    raise ValueError(f"unknown optimizer '{kind}'; choose one of {', '.join(OPTIMIZERS)}")
+  return optax.chain(tx, masking.masked_updates_from_state()) if masked else tx
 
 
 def with_optimizer(state: TrainState, tx: optax.GradientTransformation, mask=None
                    ) -> TrainState:
   """The trained state with a fresh optimizer `tx` (step 0). A mask is stored in the optimizer
   state (`masking.masked_updates_from_state`), so per-model masks work under vmap."""
-  stacked = num_models(state) is not None
+  stacked = is_stacked(state)
 
   def init(params, m):
     opt_state = tx.init(params)
@@ -115,22 +146,34 @@ def with_optimizer(state: TrainState, tx: optax.GradientTransformation, mask=Non
     opt_state = (jax.vmap(lambda p: init(p, None)) if stacked else lambda p: init(p, None))(
         state.params)
   else:
-    mask_axis = 0 if stacked and _has_model_axis(mask, state) else None
-    opt_state = (jax.vmap(init, in_axes=(0, mask_axis)) if stacked else init)(state.params, mask)
+    opt_state = (jax.vmap(init, in_axes=(0, mask_axis(mask, state))) if stacked else init)(
+        state.params, mask)
   step = jnp.zeros_like(state.step)
   return state.replace(step=step, opt_state=opt_state, tx=tx)
 
 
-def _has_model_axis(mask, state) -> bool:
+def is_stacked(state: TrainState) -> bool:
+  """Whether `state` is stacked over models (a leading model axis)."""
+  return num_models(state) is not None
+
+
+def has_model_axis(mask, state: TrainState) -> bool:
+  """Whether `mask` carries a leading model axis (one mask per model of a stacked state)."""
   m = jax.tree_util.tree_leaves(mask)[0]
   p = jax.tree_util.tree_leaves(state.params)[0]
   return jnp.ndim(m) == jnp.ndim(p)
 
 
+def mask_axis(mask, state: TrainState):
+  """The `vmap` axis of `mask` over a stacked state's models: 0 for per-model masks, None for
+  a mask shared by all models (and for no mask or a single state)."""
+  return 0 if mask is not None and is_stacked(state) and has_model_axis(mask, state) else None
+
+
 def train_on(state: TrainState, x, y, *, key, epochs: int, batch_size: int,
              objective=None, data: UnlearnData) -> TrainState:
   """Run `epochs` of minibatch training on (x, y) with `objective` (default cross-entropy)."""
-  step_fn = make_train_step() if objective is None else make_train_step(objective)
+  step_fn = train_step if objective is None else make_train_step(objective)
   return fit(state, x, y, key=key, epochs=epochs, batch_size=batch_size, mesh=data.mesh,
              train_step_fn=step_fn, model_axis=data.model_axis)
 
@@ -141,7 +184,7 @@ def steps_per_epoch(n: int, batch_size: int, data: UnlearnData) -> int:
 
 def diverged(state: TrainState) -> np.ndarray:
   """Per model: True if any parameter is NaN or infinite."""
-  stacked = num_models(state) is not None
+  stacked = is_stacked(state)
   leaves = jax.tree_util.tree_leaves(state.params)
   axes = lambda a: tuple(range(1, a.ndim)) if stacked else None
   bad = sum(jnp.sum(~jnp.isfinite(a), axis=axes(a)) for a in leaves)
@@ -172,6 +215,6 @@ def result(state: TrainState, timer: Timer, *, example_gradients: int, epochs: f
                        cost={"wall_s": wall, "example_gradients": int(example_gradients),
                              "epochs": float(epochs)})
 
-__all__ = ["UnlearnData", "UnlearnResult", "MethodConfigError", "merged_config", "require",
-           "optimizer", "with_optimizer", "train_on", "steps_per_epoch", "diverged", "Timer",
-           "result"]
+__all__ = ["UnlearnData", "UnlearnResult", "MethodConfigError", "OPTIMIZERS", "merged_config",
+           "require", "optimizer", "with_optimizer", "is_stacked", "has_model_axis", "mask_axis",
+           "train_on", "steps_per_epoch", "diverged", "Timer", "result"]

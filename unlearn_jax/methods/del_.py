@@ -40,12 +40,8 @@ import jax
 import optax
 
 from unlearn_jax import localize, masking
-from unlearn_jax.methods import base
-from unlearn_jax.methods.random_label import (CE_STEP, check_forget, check_sgd_config,
-                                              is_stacked, optimizer, split_key)
-from unlearn_jax.methods.salun import (check_alpha, localization_masks, mask_fractions,
-                                       per_model_mask)
-from unlearn_jax.train import create_train_state, fit
+from unlearn_jax.methods import base, common
+from unlearn_jax.train import create_train_state, fit, train_step
 
 USES_FORGET = True
 DEFAULTS = dict(alpha=0.3, criterion="weighted_grad", granularity="channel",
@@ -67,20 +63,20 @@ def localize_and_reset(state, data: base.UnlearnData, cfg, init_key, mask=None):
       x, y = data.train_x, data.train_y
     else:
       x, y = data.forget_x, data.forget_y
-    mask = localization_masks(state, x, y, alpha=float(cfg["alpha"]),
-                              criterion=cfg["criterion"], granularity=cfg["granularity"],
-                              top_h=cfg["top_h"], batch_size=int(cfg["mask_batch_size"]),
-                              model_axis=data.model_axis)
+    mask = common.localization_masks(state, x, y, alpha=float(cfg["alpha"]),
+                                     criterion=cfg["criterion"], granularity=cfg["granularity"],
+                                     top_h=cfg["top_h"], batch_size=int(cfg["mask_batch_size"]),
+                                     model_axis=data.model_axis)
     scored = 0 if cfg["criterion"] == "weight" else int(len(x))
   else:
-    mask = per_model_mask(mask, state)
+    mask = common.per_model_mask(mask, state)
   params = masking.reset(state.params, fresh_params(data, init_key), mask)
   return state.replace(params=params), mask, scored
 
 
 def unlearn(state, data: base.UnlearnData, cfg, key, mask=None) -> base.UnlearnResult:
-  check_sgd_config("del", cfg, batch_keys=("batch_size", "mask_batch_size"))
-  check_alpha("del", cfg["alpha"])
+  common.check_sgd_config("del", cfg, batch_keys=("batch_size", "mask_batch_size"))
+  common.check_alpha("del", cfg["alpha"])
   base.require("del", cfg["criterion"] in localize.CRITERIA,
                f"criterion must be one of {', '.join(localize.CRITERIA)}, got {cfg['criterion']!r}")
   base.require("del", cfg["granularity"] in localize.GRANULARITIES,
@@ -90,7 +86,7 @@ def unlearn(state, data: base.UnlearnData, cfg, key, mask=None) -> base.UnlearnR
     localize.channel_top_h(cfg["top_h"], 10, 10)
   except ValueError as e:
     base.require("del", False, str(e))
-  check_forget("del", data)
+  common.check_forget("del", data)
   is_classifier = masking.path_contains(cfg["classifier"])
   paths = [masking.keypath_str(p) for p, _ in
            jax.tree_util.tree_flatten_with_path(state.params)[0]]
@@ -98,18 +94,17 @@ def unlearn(state, data: base.UnlearnData, cfg, key, mask=None) -> base.UnlearnR
                f"no parameter path has a component '{cfg['classifier']}' (the classifier layer "
                f"that stays trainable); set 'classifier' to its name; paths: {paths}")
   with base.Timer() as timer:
-    stacked = is_stacked(state)
-    init_key, data_key = split_key(key, stacked)
+    init_key, data_key = common.split_keys(key, base.is_stacked(state))
     state, reset_mask, scored = localize_and_reset(state, data, cfg, init_key, mask)
     trainable = masking.always_trainable(reset_mask, is_classifier)
     steps = base.steps_per_epoch(len(data.retain_x), cfg["batch_size"], data)
-    tx = optimizer(cfg, cfg["epochs"] * steps, trainable)
+    tx = base.optimizer(cfg, cfg["epochs"] * steps, trainable)
     state = base.with_optimizer(state, tx, trainable)
     state = fit(state, data.retain_x, data.retain_y, key=data_key, epochs=cfg["epochs"],
-                batch_size=cfg["batch_size"], mesh=data.mesh, train_step_fn=CE_STEP,
+                batch_size=cfg["batch_size"], mesh=data.mesh, train_step_fn=train_step,
                 model_axis=data.model_axis)
-    info = {"mask_fraction": mask_fractions(reset_mask, state),
-            "trainable_fraction": mask_fractions(trainable, state),
+    info = {"mask_fraction": common.mask_fractions(reset_mask, state),
+            "trainable_fraction": common.mask_fractions(trainable, state),
             "localized": mask is None}
   return base.result(state, timer, epochs=cfg["epochs"], info=info,
                      example_gradients=scored + cfg["epochs"] * steps * cfg["batch_size"])

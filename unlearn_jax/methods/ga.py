@@ -19,8 +19,7 @@ collapses it (~0.15-0.2 everywhere).
 
 from __future__ import annotations
 
-from unlearn_jax.methods import base
-from unlearn_jax.methods.random_label import check_forget, check_sgd_config, optimizer
+from unlearn_jax.methods import base, common
 from unlearn_jax.train import cross_entropy, fit, make_train_step
 
 USES_FORGET = True
@@ -39,12 +38,12 @@ ASCENT_STEP = make_train_step(neg_ce_objective)  # module level: compiled once p
 def gradient_ascent(name: str, state, data: base.UnlearnData, cfg, key, mask=None
                     ) -> base.UnlearnResult:
   """The GA update shared by `ga` and `neggrad` (errors name `name`)."""
-  check_sgd_config(name, cfg)
-  n = check_forget(name, data)
+  common.check_sgd_config(name, cfg)
+  n = common.check_forget(name, data)
   with base.Timer() as timer:
     batch_size = min(int(cfg["batch_size"]), n)
     steps = base.steps_per_epoch(n, batch_size, data)
-    tx = optimizer(cfg, cfg["epochs"] * steps, mask)
+    tx = base.optimizer(cfg, cfg["epochs"] * steps, mask)
     state = base.with_optimizer(state, tx, mask)
     state = fit(state, data.forget_x, data.forget_y, key=key, epochs=cfg["epochs"],
                 batch_size=batch_size, mesh=data.mesh, train_step_fn=ASCENT_STEP,

@@ -17,8 +17,7 @@ import functools
 import jax
 import jax.numpy as jnp
 
-from unlearn_jax.methods import base
-from unlearn_jax.methods.random_label import _is_real, check_sgd_config, optimizer
+from unlearn_jax.methods import base, common
 from unlearn_jax.train import cross_entropy, fit, make_train_step
 
 USES_FORGET = False
@@ -47,13 +46,13 @@ def l1_step(gamma: float, total_steps: int):
 
 
 def unlearn(state, data: base.UnlearnData, cfg, key, mask=None) -> base.UnlearnResult:
-  check_sgd_config("l1_sparse", cfg)
+  common.check_sgd_config("l1_sparse", cfg)
   g = cfg["gamma"]
-  base.require("l1_sparse", _is_real(g) and g >= 0, f"gamma must be >= 0, got {g!r}")
+  base.require("l1_sparse", common.is_real(g) and g >= 0, f"gamma must be >= 0, got {g!r}")
   with base.Timer() as timer:
     steps = base.steps_per_epoch(len(data.retain_x), cfg["batch_size"], data)
     total = cfg["epochs"] * steps
-    tx = optimizer(cfg, total, mask)
+    tx = base.optimizer(cfg, total, mask)
     state = base.with_optimizer(state, tx, mask)
     state = fit(state, data.retain_x, data.retain_y, key=key, epochs=cfg["epochs"],
                 batch_size=cfg["batch_size"], mesh=data.mesh,

@@ -30,11 +30,8 @@ import functools
 import jax
 import jax.numpy as jnp
 import optax
-from jax.sharding import NamedSharding, PartitionSpec as P
 
-from unlearn_jax.methods import base
-from unlearn_jax.methods.random_label import (_is_real, check_forget, check_sgd_config,
-                                              is_stacked, optimizer, split_key)
+from unlearn_jax.methods import base, common
 from unlearn_jax.train import (cross_entropy, epoch_permutations, over_models, replicate,
                                resolve_model_axis)
 
@@ -65,11 +62,7 @@ def _compiled_paired_step(batch_r: int, batch_f: int, stacked: bool, mesh, model
 
   def gather(x, y, perm, i, b):
     idx = jax.lax.dynamic_slice_in_dim(perm, i * b, b, axis=-1)
-    batch = {"x": x[idx], "y": y[idx]}
-    if mesh is not None:
-      spec = P(None, "data") if stacked else P("data")
-      batch = jax.lax.with_sharding_constraint(batch, NamedSharding(mesh, spec))
-    return batch
+    return common.constrain_batch({"x": x[idx], "y": y[idx]}, mesh, stacked)
 
   def run(state, rx, ry, fx, fy, rperm, fperm, i, j, beta):
     return step(state, gather(rx, ry, rperm, i, batch_r), gather(fx, fy, fperm, j, batch_f), beta)
@@ -78,26 +71,26 @@ def _compiled_paired_step(batch_r: int, batch_f: int, stacked: bool, mesh, model
 
 
 def unlearn(state, data: base.UnlearnData, cfg, key, mask=None) -> base.UnlearnResult:
-  check_sgd_config("neggrad_plus", cfg, batch_keys=("batch_size", "forget_batch_size"))
+  common.check_sgd_config("neggrad_plus", cfg, batch_keys=("batch_size", "forget_batch_size"))
   beta = cfg["beta"]
-  base.require("neggrad_plus", _is_real(beta) and 0 <= beta <= 1,
+  base.require("neggrad_plus", common.is_real(beta) and 0 <= beta <= 1,
                f"beta must be in [0, 1], got {beta!r}")
-  n_f = check_forget("neggrad_plus", data)
+  n_f = common.check_forget("neggrad_plus", data)
   with base.Timer() as timer:
-    stacked = is_stacked(state)
+    stacked = base.is_stacked(state)
     n_r = int(len(data.retain_x))
     b_r, b_f = int(cfg["batch_size"]), min(int(cfg["forget_batch_size"]), n_f)
     steps = base.steps_per_epoch(n_r, b_r, data)
     f_steps = base.steps_per_epoch(n_f, b_f, data)
-    tx = optimizer(cfg, cfg["epochs"] * steps, mask)
+    tx = base.optimizer(cfg, cfg["epochs"] * steps, mask)
     state = base.with_optimizer(state, tx, mask)
-    retain_key, forget_key = split_key(key, stacked)
+    retain_key, forget_key = common.split_keys(key, stacked)
     put = lambda a, dtype=None: replicate(jnp.asarray(a, dtype), data.mesh)
     rx, ry = put(data.retain_x), put(data.retain_y, jnp.int32)
     fx, fy = put(data.forget_x), put(data.forget_y, jnp.int32)
     step = _compiled_paired_step(b_r, b_f, stacked, data.mesh, resolve_model_axis(data.model_axis))
     beta_arr = jnp.asarray(beta, jnp.float32)
-    state = replicate(jax.tree_util.tree_map(jnp.copy, state), data.mesh)  # steps donate
+    state = replicate(common.fresh_copy(state), data.mesh)  # steps donate
     t = 0
     for epoch in range(cfg["epochs"]):
       rperm = epoch_permutations(retain_key, epoch, n=n_r, stacked=stacked)

@@ -4,9 +4,7 @@ The gold standard every other method is compared with (`40-methods.md`). The fre
 from `key`, so it differs from the original model's init.
 """
 
-import jax
-
-from unlearn_jax.methods import base
+from unlearn_jax.methods import base, common
 from unlearn_jax.train import create_train_state
 
 USES_FORGET = False
@@ -22,9 +20,7 @@ def unlearn(state, data: base.UnlearnData, cfg, key, mask=None) -> base.UnlearnR
   with base.Timer() as timer:
     steps = base.steps_per_epoch(len(data.retain_x), cfg["batch_size"], data)
     tx = base.optimizer(cfg, cfg["epochs"] * steps)
-    stacked = jax.numpy.ndim(state.step) == 1
-    split = (jax.vmap(jax.random.split) if stacked else jax.random.split)(key)
-    init_key, data_key = split[..., 0, :], split[..., 1, :]
+    init_key, data_key = common.split_keys(key, base.is_stacked(state))
     fresh = create_train_state(data.model, tx, init_key, data.image_shape)
     fresh = base.train_on(fresh, data.retain_x, data.retain_y, key=data_key,
                           epochs=cfg["epochs"], batch_size=cfg["batch_size"], data=data)

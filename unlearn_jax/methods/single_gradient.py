@@ -34,11 +34,10 @@ import functools
 
 import jax
 import jax.numpy as jnp
-import optax
 
 from unlearn_jax import masking
-from unlearn_jax.methods import base
-from unlearn_jax.train import TrainState, num_models, over_models, resolve_model_axis
+from unlearn_jax.methods import base, common
+from unlearn_jax.train import TrainState, num_models
 
 USES_FORGET = True
 REFERENCES = ("trained", "initial")
@@ -65,70 +64,22 @@ def single_gradient_update(params, grad, lr: float, visits: float, mask=None):
   return jax.tree_util.tree_map(one, params, grad, mask)
 
 
-@functools.lru_cache(maxsize=None)
-def _compiled_chunk_grad(apply_fn, stacked: bool, model_axis: str):
-  """Jitted: grad of the weighted sum of CE over one chunk, model in inference mode."""
-
-  def one(params, model_state, xb, yb, wb):
-
-    def loss(p):
-      logits, _ = apply_fn(p, model_state, xb, False)
-      return jnp.sum(wb * optax.softmax_cross_entropy_with_integer_labels(logits, yb))
-
-    return jax.grad(loss)(params)
-
-  return jax.jit(over_models(one, model_axis, in_axes=(0, 0, None, None, None)) if stacked
-                 else one)
-
-
-def chunk_gradients(params, model_state, apply_fn, x, y, *, batch_size: int,
-                    stacked: bool = False, model_axis: str = "auto"):
-  """Yield `(g, m)` for consecutive chunks of `batch_size` rows of (x, y), in order.
-
-  g = ∇_θ Σ_{i in chunk} CE(f(x_i; θ), y_i) in inference mode, m the chunk's number of rows (the
-  last chunk may be partial; it is padded with zero-weight rows, so every chunk shares one
-  compiled program, and in inference mode examples are independent, so padding is exact).
-  Shared by `mean_loss_gradient` and `ssd.importance` (same program for the same batch_size).
-  """
-  x, y = jnp.asarray(x), jnp.asarray(y)
-  n = int(x.shape[0])
-  if n == 0:
-    raise ValueError("chunk_gradients needs at least one example")
-  if batch_size < 1:
-    raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-  k = -(-n // batch_size)
-  pad = k * batch_size - n
-  w = jnp.concatenate([jnp.ones((n,), jnp.float32), jnp.zeros((pad,), jnp.float32)])
-  if pad:
-    x = jnp.concatenate([x, jnp.zeros((pad, *x.shape[1:]), x.dtype)])
-    y = jnp.concatenate([y, jnp.zeros((pad,), y.dtype)])
-  fn = _compiled_chunk_grad(apply_fn, stacked, resolve_model_axis(model_axis))
-  for b in range(k):
-    chunk = slice(b * batch_size, (b + 1) * batch_size)
-    yield fn(params, model_state, x[chunk], y[chunk], w[chunk]), min(batch_size, n - b * batch_size)
-
-
 def mean_loss_gradient(params, model_state, apply_fn, x, y, *, batch_size: int = 64,
                        stacked: bool = False, model_axis: str = "auto"):
   """∇_θ of the mean cross-entropy over all of (x, y), model in inference mode (computed in
   chunks of `batch_size`; the result does not depend on it beyond rounding)."""
-  total = jax.tree_util.tree_map(lambda p: jnp.zeros(p.shape, jnp.float32), params)
+  total = common.float32_zeros(params)
   n = 0
-  for g, m in chunk_gradients(params, model_state, apply_fn, x, y, batch_size=batch_size,
-                              stacked=stacked, model_axis=model_axis):
+  for g, m in common.chunk_gradients(params, model_state, apply_fn, x, y, batch_size=batch_size,
+                                     stacked=stacked, model_axis=model_axis):
     total = _add(total, g)
     n += m
-  return _scale(total, jnp.float32(1.0 / n))
+  return common.scale_tree(total, jnp.float32(1.0 / n))
 
 
 @functools.partial(jax.jit, donate_argnums=(0,))
 def _add(a, b):
   return jax.tree_util.tree_map(jnp.add, a, b)
-
-
-@jax.jit
-def _scale(tree, c):
-  return jax.tree_util.tree_map(lambda a: a * c, tree)
 
 
 @functools.lru_cache(maxsize=None)
@@ -154,8 +105,7 @@ def unlearn(state, data: base.UnlearnData, cfg, key, mask=None, *,
   `cfg["reference"] == "initial"`."""
   del key  # deterministic
   check_config(cfg)
-  nf = len(data.forget_x)
-  base.require("single_gradient", nf >= 1, "the forget set is empty")
+  nf = common.check_forget("single_gradient", data)
   if cfg["reference"] == "initial":
     base.require("single_gradient", reference_state is not None,
                  "reference='initial' needs the initial weights w_0: call "
@@ -168,21 +118,15 @@ def unlearn(state, data: base.UnlearnData, cfg, key, mask=None, *,
                  "reference_state is given but reference='trained'; set reference='initial'")
     ref = state
   with base.Timer() as timer:
-    stacked = num_models(state) is not None
+    stacked = base.is_stacked(state)
     grad = mean_loss_gradient(ref.params, ref.model_state, state.apply_fn, data.forget_x,
                               data.forget_y, batch_size=int(cfg["batch_size"]),
                               stacked=stacked, model_axis=data.model_axis)
-    mask_axis = 0 if stacked and mask is not None and _has_model_axis(mask, state) else None
     update = _compiled_update(float(cfg["learning_rate"]), float(cfg["visits"]), stacked,
-                              mask_axis)
+                              base.mask_axis(mask, state))
     params = update(state.params, grad, mask)
     new_state = state.replace(params=params)
   return base.result(new_state, timer, example_gradients=nf, epochs=0,
                      info={"scale": float(cfg["learning_rate"]) * float(cfg["visits"]),
                            "reference": cfg["reference"]})
 
-
-def _has_model_axis(mask, state) -> bool:
-  m = jax.tree_util.tree_leaves(mask)[0]
-  p = jax.tree_util.tree_leaves(state.params)[0]
-  return jnp.ndim(m) == jnp.ndim(p)

@@ -42,9 +42,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from unlearn_jax import masking
-from unlearn_jax.methods import base
-from unlearn_jax.methods.single_gradient import chunk_gradients
-from unlearn_jax.train import TrainState, num_models
+from unlearn_jax.methods import base, common
+from unlearn_jax.train import TrainState
 
 USES_FORGET = True
 DEFAULTS = dict(
@@ -100,25 +99,20 @@ def importance(state: TrainState, x, y, *, batch_size: int, model_axis: str = "a
   without `drop_last`); the model runs in inference mode. Returns a pytree of the params'
   structure (with a leading model axis for a stacked state).
   """
-  stacked = num_models(state) is not None
-  total = jax.tree_util.tree_map(lambda p: jnp.zeros(p.shape, jnp.float32), state.params)
+  total = common.float32_zeros(state.params)
   k = 0
-  for g, m in chunk_gradients(state.params, state.model_state, state.apply_fn, x, y,
-                              batch_size=batch_size, stacked=stacked, model_axis=model_axis):
+  for g, m in common.chunk_gradients(state.params, state.model_state, state.apply_fn, x, y,
+                                     batch_size=batch_size, stacked=base.is_stacked(state),
+                                     model_axis=model_axis):
     total = _add_squared_mean(total, g, jnp.float32(m))
     k += 1
-  return _scale(total, jnp.float32(1.0 / k))
+  return common.scale_tree(total, jnp.float32(1.0 / k))
 
 
 @functools.partial(jax.jit, donate_argnums=(0,))
 def _add_squared_mean(total, grad_sum, m):
   """total + (grad_sum / m)^2: the squared gradient of a batch's mean loss."""
   return jax.tree_util.tree_map(lambda t, g: t + jnp.square(g / m), total, grad_sum)
-
-
-@jax.jit
-def _scale(tree, c):
-  return jax.tree_util.tree_map(lambda a: a * c, tree)
 
 
 @functools.lru_cache(maxsize=None)
@@ -152,14 +146,14 @@ def unlearn(state, data: base.UnlearnData, cfg, key, mask=None) -> base.UnlearnR
                                                 for l in leaves),
                "needs a model with floating-point parameters (it has none or non-float ones)")
   with base.Timer() as timer:
-    stacked = num_models(state) is not None
+    stacked = base.is_stacked(state)
     bs = int(cfg["batch_size"])
     i_all = importance(state, data.train_x, data.train_y, batch_size=bs,
                        model_axis=data.model_axis)
     i_forget = importance(state, data.forget_x, data.forget_y, batch_size=bs,
                           model_axis=data.model_axis)
-    mask_axis = 0 if stacked and mask is not None and _has_model_axis(mask, state) else None
-    fn = _compiled_dampen(float(cfg["selection"]), float(cfg["dampening"]), stacked, mask_axis)
+    fn = _compiled_dampen(float(cfg["selection"]), float(cfg["dampening"]), stacked,
+                          base.mask_axis(mask, state))
     params, counts = fn(state.params, i_all, i_forget, mask)
     new_state = state.replace(params=params)
     total = sum(int(np.prod(l.shape[1:] if stacked else l.shape)) for l in leaves)
@@ -168,8 +162,3 @@ def unlearn(state, data: base.UnlearnData, cfg, key, mask=None) -> base.UnlearnR
           "importance_batches_forget": math.ceil(nf / bs)}
   return base.result(new_state, timer, example_gradients=nr + nf + nf, epochs=0, info=info)
 
-
-def _has_model_axis(mask, state) -> bool:
-  m = jax.tree_util.tree_leaves(mask)[0]
-  p = jax.tree_util.tree_leaves(state.params)[0]
-  return jnp.ndim(m) == jnp.ndim(p)
