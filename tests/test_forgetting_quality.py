@@ -179,6 +179,21 @@ def test_identical_distributions_score_far_above_separated_ones(num_models):
     assert len(a) == len(b) == num_models and not set(a) & set(b)
 
 
+def test_oracle_ceiling_with_a_given_split():
+    rng = np.random.default_rng(7)
+    r = _gaussian_family(rng, 8, 25)
+    c = metrics.oracle_ceiling(r, split=([4, 5, 6], [0, 1, 2]))
+    direct = metrics.forgetting_quality(r[[4, 5, 6]], r[[0, 1, 2]], retain_acc_unlearned=1.0,
+                                        retain_acc_retrained=1.0, test_acc_unlearned=1.0,
+                                        test_acc_retrained=1.0)
+    np.testing.assert_array_equal(c["eps"], direct["eps"])
+    assert c["score"] == direct["score"] and c["num_models"] == 3
+    for bad in (([0, 1], [1, 2]), ([0, 1, 2], [3, 4]), ([0], [1]), ([0, 1], [2, 8]),
+                ([0, 0], [1, 2]), ([-1, 0], [1, 2])):
+        with pytest.raises(ValueError, match="split must be two disjoint groups"):
+            metrics.oracle_ceiling(r, split=bad)
+
+
 def test_score_is_invariant_to_permuting_models_and_examples():
     rng = np.random.default_rng(5)
     u = _gaussian_family(rng, 12, 20, shift=0.7)

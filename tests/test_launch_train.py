@@ -8,6 +8,8 @@ import sys
 import time
 from pathlib import Path
 
+import jax
+import numpy as np
 import pytest
 
 from experiments.configs import train as train_config
@@ -41,6 +43,8 @@ def test_default_job_reaches_95_percent(tmp_path):
   out = launch(tmp_path / "wd", "--config=experiments/configs/train.py")
   summary = io.read_json(tmp_path / "wd" / "summary.json")
   assert summary["dataset"] == "mnist5k" and len(summary["seeds"]) == 3
+  assert summary["oracle_seeds"] == list(range(6))
+  assert len(summary["groups"]["oracle"]["splits"]["test"]["accuracy"]["per_seed"]) == 6
   test_acc = summary["groups"]["original"]["splits"]["test"]["accuracy"]
   assert test_acc["mean"] >= 0.95, test_acc
   assert min(test_acc["per_seed"]) >= 0.94
@@ -106,6 +110,26 @@ def test_unknown_dataset_and_model_fail_fast(tmp_path):
   config.forget.fraction = 1.5
   with pytest.raises(ValueError, match="fraction"):
     pipeline.setup(config, tmp_path / "c")
+
+
+def test_oracle_seeds_add_models_without_changing_the_first_ones(tmp_path):
+  """The oracle group has one model per `oracle_seeds`; model i does not depend on how many."""
+  params = {}
+  for n in (1, 2):
+    config = train_config.get_config(f"dataset=digits,model=mlp,seeds=1,oracle_seeds={n},"
+                                     "epochs=1")
+    config.progress = False
+    exp = pipeline.setup(config, tmp_path / str(n))
+    assert exp.group_seeds("oracle") == tuple(range(n)) and exp.group_seeds("original") == (0,)
+    state, _ = pipeline.train_reference(exp, "oracle")
+    params[n] = jax.tree_util.tree_leaves(state.params)
+    assert params[n][0].shape[0] == n
+  for one, two in zip(params[1], params[2]):
+    np.testing.assert_allclose(one[0], two[0], rtol=0, atol=1e-6)
+  config = train_config.get_config("dataset=digits,seeds=2")
+  config.oracle_seeds = (0, 1, 1)
+  with pytest.raises(ValueError, match="oracle_seeds lists a seed twice"):
+    pipeline.setup(config, tmp_path / "dup")
 
 
 def test_workdir_made_with_another_config_is_refused(tmp_path):

@@ -48,8 +48,9 @@ def test_unlearn_launcher_reuses_and_evaluate_reproduces(tmp_path):
   for png in ("forget_vs_test.png", "mia.png", "confidence_hist.png"):
     assert (wd / "plots" / png).stat().st_size > 1000
   for group in ("original", "oracle", "finetune", "neggrad_plus"):
-    with np.load(wd / "eval" / f"{group}.npz") as f:
-      assert f["test_logits"].shape[0] == 2 and np.isfinite(f["test_logits"]).all()
+    with np.load(wd / "eval" / f"{group}.npz") as f:  # the oracle group has 2N seeds
+      assert f["test_logits"].shape[0] == (4 if group == "oracle" else 2)
+      assert np.isfinite(f["test_logits"]).all()
   results = io.read_json(wd / "results.json")
   assert results["order"] == ["original", "oracle", "finetune", "neggrad_plus"]
   assert set(results["groups"]) == set(results["order"])
@@ -105,6 +106,8 @@ def test_config_arguments():
   assert config.method_configs.finetune.epochs >= 1  # the method's DEFAULTS, overridable
   default = unlearn_config.get_config()
   assert default.data.name == "mnist5k" and len(default.seeds) == 3
+  assert default.oracle_seeds == tuple(range(6))  # room for the oracle-vs-oracle FQ ceiling
+  assert unlearn_config.get_config("seeds=2,oracle_seeds=3").oracle_seeds == (0, 1, 2)
   assert set(default.methods) == set(METHODS) - {"retrain"}
   assert unlearn_config.get_config("methods=all").methods == default.methods
   assert default.eval.mia_splits == 5 and default.eval.fq and default.eval.plots

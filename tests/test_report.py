@@ -153,8 +153,13 @@ def test_forgetting_quality_ceiling_and_cost(workdir):
       test_acc_retrained=results["groups"]["oracle"]["per_seed"]["test_accuracy"])
   assert g["fq"]["score"] == pytest.approx(expected["score"])
   assert g["fq"]["num_models"] == N
-  ceiling = metrics.oracle_ceiling(conf(oracle))
+  # As many oracle as method seeds: the ceiling uses halves (oracle 3..5 vs 0..2, M = 3).
+  ceiling = metrics.forgetting_quality(conf(oracle)[3:], conf(oracle)[:3], retain_acc_unlearned=1,
+                                       retain_acc_retrained=1, test_acc_unlearned=1,
+                                       test_acc_retrained=1)
   assert results["oracle_ceiling"]["score"] == pytest.approx(ceiling["score"])
+  assert results["oracle_ceiling"]["num_models"] == 3
+  assert "config.oracle_seeds to 12" in results["oracle_ceiling"]["note"]
   assert results["groups"]["oracle"]["fq"]["score"] == pytest.approx(ceiling["score"])
   # Cost relative to the oracle (retraining).
   assert g["cost_relative"]["wall_s"] == pytest.approx(2.0 / 8.0)
@@ -210,8 +215,61 @@ def test_files_have_every_row(workdir):
   assert "broken failed" in line and str(wd / "report.md") in line
 
 
-def test_ceiling_needs_four_seeds_and_two_seed_fq(tmp_path):
-  """With 2 seeds: no ceiling ("needs >= 4 seeds") and no FQ score bin (M = 2)."""
+def _fake_workdir(path, rng, labels, n_seeds, n_oracle, strengths):
+  """A workdir with `original`, `oracle` (n_oracle models) and method `m` (n_seeds models)."""
+  (path / "eval").mkdir()
+  for group, n in (("original", n_seeds), ("oracle", n_oracle), ("m", n_seeds)):
+    np.savez(path / "eval" / f"{group}.npz",
+             **{f"{s}_logits": _logits(rng, labels[s], n, strengths[group][:n]) for s in SIZES},
+             **{f"{s}_labels": labels[s] for s in SIZES})
+  io.atomic_write_json(path / "config.json", {
+      "seeds": list(range(n_seeds)), "oracle_seeds": list(range(n_oracle)),
+      "data": {"name": "synthetic"}, "model": {"name": "fake"},
+      "forget": {"kind": "iid"}, "methods": ["m"], "eval": {"plots": False}})
+  io.atomic_write_json(path / "methods" / "m" / "result.json",
+                       {"status": "done", "cost": METHOD_COST, "diverged": [False] * n_seeds})
+
+
+def test_ceiling_and_fq_with_twice_as_many_oracle_seeds(tmp_path):
+  """3 method seeds, 6 oracle seeds: methods are scored against oracle models 0..2, the ceiling
+  is oracle models 3..5 against the same 0..2 (M = 3 on both sides), Δ uses all 6."""
+  rng = np.random.default_rng(2)
+  labels = {s: rng.integers(0, C, n) for s, n in SIZES.items()}
+  strengths = {"original": [3.0] * 3, "oracle": [1.5, 1.4, 1.7, 1.6, 1.5, 1.8],
+               "m": [2.0, 1.8, 2.2]}
+  _fake_workdir(tmp_path, rng, labels, 3, 6, strengths)
+  report.evaluate_workdir(tmp_path)
+  results = io.read_json(tmp_path / "results.json")
+  oracle, m = _load(tmp_path, "oracle"), _load(tmp_path, "m")
+  conf = lambda d, n: np.stack([metrics.logit_scaled_confidence(d["forget_logits"][i],
+                                                                labels["forget"])
+                                for i in range(n)])
+  og, mg = results["groups"]["oracle"], results["groups"]["m"]
+  assert og["seeds"] == list(range(6)) and mg["seeds"] == [0, 1, 2]
+  assert len(og["per_seed"]["test_accuracy"]) == 6
+  expected = metrics.forgetting_quality(
+      conf(m, 3), conf(oracle, 6)[:3], retain_acc_unlearned=mg["per_seed"]["retain_accuracy"],
+      retain_acc_retrained=og["per_seed"]["retain_accuracy"],
+      test_acc_unlearned=mg["per_seed"]["test_accuracy"],
+      test_acc_retrained=og["per_seed"]["test_accuracy"])
+  assert mg["fq"]["score"] == pytest.approx(expected["score"]) and mg["fq"]["num_models"] == 3
+  ceiling = metrics.forgetting_quality(conf(oracle, 6)[3:], conf(oracle, 6)[:3],
+                                       retain_acc_unlearned=1, retain_acc_retrained=1,
+                                       test_acc_unlearned=1, test_acc_retrained=1)
+  assert results["oracle_ceiling"]["score"] == pytest.approx(ceiling["score"])
+  assert results["oracle_ceiling"]["num_models"] == 3
+  assert results["oracle_ceiling"]["note"] == "oracle models 3..5 vs 0..2"
+  oracle_test = np.mean([_acc(oracle["test_logits"][i], labels["test"]) for i in range(6)])
+  m_test = [_acc(m["test_logits"][i], labels["test"]) for i in range(3)]
+  np.testing.assert_allclose(mg["delta"]["test_accuracy"]["per_seed"],
+                             [oracle_test - a for a in m_test])
+  md = (tmp_path / "report.md").read_text()
+  assert "3 seeds (6 oracle seeds)" in md and "first 3 of the 6 oracle seeds" in md
+  assert f"oracle vs oracle): {ceiling['score']:.3f} (oracle models 3..5 vs 0..2)" in md
+
+
+def test_ceiling_needs_six_oracle_seeds_and_two_seed_fq(tmp_path):
+  """With 2 seeds: no ceiling ("needs >= 6 oracle seeds") and no FQ score bin (M = 2)."""
   rng = np.random.default_rng(1)
   labels = {s: rng.integers(0, C, n) for s, n in SIZES.items()}
   (tmp_path / "eval").mkdir()
@@ -227,18 +285,22 @@ def test_ceiling_needs_four_seeds_and_two_seed_fq(tmp_path):
   report.evaluate_workdir(tmp_path)
   results = io.read_json(tmp_path / "results.json")
   assert results["oracle_ceiling"]["score"] is None
-  assert "needs >= 4 seeds" in results["oracle_ceiling"]["note"]
+  assert "needs >= 6 oracle seeds (have 2)" in results["oracle_ceiling"]["note"]
   assert results["groups"]["m"]["fq"]["score"] is None
-  assert "needs >= 4 seeds" in (tmp_path / "report.md").read_text()
+  assert "needs >= 6 oracle seeds (have 2)" in (tmp_path / "report.md").read_text()
   assert not (tmp_path / "plots").exists()
   # Without references.json, costs are unknown but everything else is reported.
   assert math.isfinite(results["groups"]["m"]["mean"]["tow"])
 
 
-def test_ceiling_with_four_or_five_seeds_is_not_a_number():
-  """Halves of 2 models leave no forget-score bin: the ceiling would be 0 by construction."""
-  conf = np.random.default_rng(0).normal(size=(5, 30))
-  for m in (4, 5):
-    c = report._ceiling(conf[:m])
-    assert c["score"] is None and "needs >= 6 seeds" in c["note"]
-  assert report._ceiling(np.random.default_rng(0).normal(size=(6, 30)))["score"] is not None
+def test_ceiling_needs_two_groups_of_three_oracle_models():
+  """Groups of 2 models leave no forget-score bin: the ceiling would be 0 by construction."""
+  conf = np.random.default_rng(0).normal(size=(6, 30))
+  for k in (2, 4, 5):
+    c = report._ceiling(conf[:k], 3)
+    assert c["score"] is None and f"needs >= 6 oracle seeds (have {k})" in c["note"]
+  assert report._ceiling(conf, 3)["score"] is not None
+  # With 2 method seeds the ceiling is still shown at M = 3, noted as such.
+  c = report._ceiling(conf, 2)
+  assert c["num_models"] == 3 and "M = 3, not the methods' 2" in c["note"]
+  assert report.fq_reference(3, 6) == (3, 3) and report.fq_reference(6, 6) == (6, 3)

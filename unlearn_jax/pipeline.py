@@ -3,11 +3,14 @@
 Workdir layout (everything a later launcher or a resumed run reuses):
   config.json                 the config that made the results (checked on reuse)
   forget_set.npz              forget indices and training labels, shared by every model
-  models/<group>/             checkpoints/ and metrics.jsonl of a group of N seeds
+  models/<group>/             checkpoints/ and metrics.jsonl of a group (one model per seed)
   summary.json                final metrics of every group
 The reference groups are `original` (trained on the whole training set, with the forget set's
 training labels, i.e. the swapped ones for a `confusion` forget set) and `oracle` (trained from
-a fresh initialization on the retain set with the same recipe: the retrain oracle).
+a fresh initialization on the retain set with the same recipe: the retrain oracle). `original`
+has one model per `config.seeds`, `oracle` one per `config.oracle_seeds` (default: twice as many,
+so that the report can score a disjoint half of retrained models against the other, the
+forgetting-quality ceiling of `50-metrics.md` §3.5).
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ from unlearn_jax.train import (TrainState, check_batch_size, create_train_state,
 REFERENCE_GROUPS = ("original", "oracle")
 _GROUP_IDS = {"original": 0, "oracle": 1}
 # Config sections that determine trained models; a workdir is reused only if they match.
-RESULT_SECTIONS = ("seeds", "data", "forget", "model", "train")
+RESULT_SECTIONS = ("seeds", "oracle_seeds", "data", "forget", "model", "train")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,6 +49,12 @@ class Experiment:
   @property
   def seeds(self) -> tuple[int, ...]:
     return tuple(int(s) for s in self.config.seeds)
+
+  def group_seeds(self, group: str) -> tuple[int, ...]:
+    """The seeds of reference group `group`: `config.oracle_seeds` for the oracle (if set)."""
+    if group == "oracle" and self.config.get("oracle_seeds"):
+      return tuple(int(s) for s in self.config.oracle_seeds)
+    return self.seeds
 
   def splits(self) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """Named (x, y) evaluation splits. Forget/retain labels are the training labels."""
@@ -84,6 +93,10 @@ def setup(config, workdir) -> Experiment:
   workdir.mkdir(parents=True, exist_ok=True)
   if not len(config.seeds):
     raise ValueError("config.seeds is empty; give at least one seed, e.g. --config.seeds=0,1,2")
+  for name in ("seeds", "oracle_seeds"):
+    values = list(config.get(name) or ())
+    if len(set(values)) != len(values):
+      raise ValueError(f"config.{name} lists a seed twice: {values}; give distinct seeds")
   check_workdir_config(config, workdir)
   d = config.data
   dataset = load_dataset(d.name, data_dir=d.data_dir, validation_fraction=d.validation_fraction,
@@ -124,7 +137,7 @@ def train_reference(exp: Experiment, group: str) -> tuple[TrainState, dict]:
   tx = make_optimizer(learning_rate=t.learning_rate, total_steps=t.epochs * steps,
                       momentum=t.momentum, weight_decay=t.weight_decay, schedule=t.schedule,
                       final_lr_fraction=t.final_lr_fraction)
-  init_keys, data_keys = group_keys(exp.seeds, group)
+  init_keys, data_keys = group_keys(exp.group_seeds(group), group)
   state = create_train_state(exp.model, tx, init_keys, exp.dataset.image_shape)
   run_dir = exp.workdir / "models" / group
   val = exp.splits()["validation"]
@@ -175,6 +188,7 @@ def run_train(config, workdir) -> dict:
                                         lambda a: a[0], state.params)))
   summary = {
       "dataset": exp.dataset.name, "model": exp.model.name, "seeds": list(exp.seeds),
+      "oracle_seeds": list(exp.group_seeds("oracle")),
       "forget": {"kind": exp.forget_set.kind, "size": int(len(exp.forget_set.indices))},
       "num_train": int(len(exp.dataset.train)), "devices": [str(d) for d in jax.devices()],
       "groups": groups, "wall_s": time.perf_counter() - t0,

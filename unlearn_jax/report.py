@@ -15,8 +15,9 @@ Definitions (`50-metrics.md`): accuracies/losses per split and seed; Δ_x = mean
 of x − the method's x, then mean ± std over the method's seeds (smaller |Δ| is better); ToW of
 each seed against the oracle's mean accuracies; MIA per seed (`mia_loss_lr`: forget vs test
 losses; `mia_svc_*`: SVC trained on retain vs test, efficacy on forget); forgetting quality of
-the method's N seeds against the N oracle seeds, beside the oracle-vs-oracle ceiling (needs
-N >= 4); cost relative to the oracle's (retraining) wall time and example-gradient count.
+the method's N seeds against the first N oracle seeds, beside the oracle-vs-oracle ceiling
+(oracle seeds N..2N-1 against 0..N-1: `config.oracle_seeds` gives the oracle group 2N seeds,
+N >= 3 for a score bin); cost relative to the oracle's (retraining) wall time and example-gradient count.
 Seeds that diverged (non-finite parameters) are left out of every number and counted.
 """
 
@@ -42,6 +43,8 @@ EVAL_DEFAULTS = dict(mia_splits=5, mia_seed=0, svc_features=SVC_FEATURES, fq=Tru
                      hist_examples=3, workers=0)
 # Metrics whose Δ to the oracle is reported.
 DELTA_METRICS = tuple(f"{s}_{m}" for s in SPLITS for m in ("accuracy", "loss"))
+# Smallest number of models per sample with a forget-score bin (ceil(ln(M - 1)) >= 1).
+MIN_FQ_MODELS = 3
 
 
 # ----------------------------------------------------------------------------------------------
@@ -145,7 +148,11 @@ def compare_to_oracle(entry: dict, oracle: dict) -> dict:
 
 
 def _fq(conf: np.ndarray, oracle_conf: np.ndarray, entry: dict, oracle: dict) -> dict:
-  """Forgetting quality of a group's kept seeds against the oracle seeds."""
+  """Forgetting quality of a group's kept seeds against the oracle's first kept seeds.
+
+  `oracle_conf` is already cut to the reference models (`fq_reference`); the accuracy ratios use
+  every kept oracle seed.
+  """
   m = min(conf.shape[0], oracle_conf.shape[0])
   if m < 2 or metrics.num_score_bins(m) == 0:
     return {"score": None, "note": f"needs >= 3 seeds (M={m} leaves no score bin)"}
@@ -158,18 +165,32 @@ def _fq(conf: np.ndarray, oracle_conf: np.ndarray, entry: dict, oracle: dict) ->
                             "num_models", "num_bins")}
 
 
-def _ceiling(oracle_conf: np.ndarray) -> dict:
-  """Oracle-vs-oracle forgetting quality: the attainable score at this number of seeds."""
-  m = oracle_conf.shape[0]
-  if m < 4:
-    return {"score": None, "note": f"needs >= 4 seeds (have {m})"}
-  if metrics.num_score_bins(m // 2) == 0:
-    return {"score": None, "note": f"needs >= 6 seeds (have {m}: halves of {m // 2} models "
-                                   "leave no score bin)"}
-  r = metrics.oracle_ceiling(oracle_conf)
+def fq_reference(num_seeds: int, num_oracle: int) -> tuple[int, int]:
+  """(M_ref, M_ceil): methods are scored against the first M_ref kept oracle models; the ceiling
+  scores the next M_ceil oracle models against the first M_ceil (disjoint groups)."""
+  ref = min(num_seeds, num_oracle)
+  return ref, min(max(num_seeds, MIN_FQ_MODELS), num_oracle // 2)
+
+
+def _ceiling(oracle_conf: np.ndarray, num_seeds: int) -> dict:
+  """Oracle-vs-oracle forgetting quality: the attainable score at the methods' number of seeds.
+
+  Oracle models [M, 2M) play the unlearned models against oracle models [0, M), the same
+  models the methods are scored against, with M = the methods' seeds when the oracle group has
+  at least twice as many (`config.oracle_seeds`), else half the oracle group.
+  """
+  k = oracle_conf.shape[0]
+  _, m = fq_reference(num_seeds, k)
+  if m < MIN_FQ_MODELS:
+    need = 2 * max(num_seeds, MIN_FQ_MODELS)
+    return {"score": None, "note": f"needs >= {need} oracle seeds (have {k}): two disjoint "
+                                   f"groups of >= {MIN_FQ_MODELS} models"}
+  r = metrics.oracle_ceiling(oracle_conf, split=(range(m, 2 * m), range(m)))
+  note = f"oracle models {m}..{2 * m - 1} vs 0..{m - 1}"
+  if m != num_seeds:
+    note += f"; M = {m}, not the methods' {num_seeds}: set config.oracle_seeds to {2 * num_seeds}"
   return {"score": r["score"], "forget_score": r["forget_score"], "mean_eps": r["mean_eps"],
-          "num_models": r["num_models"], "num_bins": r["num_bins"],
-          "note": f"oracle seeds split into two disjoint halves of {r['num_models']}"}
+          "num_models": r["num_models"], "num_bins": r["num_bins"], "note": note}
 
 
 def _relative(cost: dict | None, oracle_cost: dict | None) -> dict:
@@ -219,6 +240,7 @@ def evaluate_workdir(workdir, *, run_wall_s: float | None = None) -> dict:
   ev = {**EVAL_DEFAULTS, **(config.get("eval") or {})}
   methods = list(config.get("methods") or [])
   seeds = list(config["seeds"])
+  group_seeds = {"oracle": list(config.get("oracle_seeds") or seeds)}
   ref_path = workdir / "eval" / "references.json"
   ref_costs = io.read_json(ref_path) if ref_path.exists() else {}
   for group in REFERENCES:
@@ -238,7 +260,7 @@ def evaluate_workdir(workdir, *, run_wall_s: float | None = None) -> dict:
       logits = load_logits(eval_path(workdir, name))
     if record is not None and record.get("status") == "done" and logits is None:
       record = {**record, "status": "failed", "error": f"{eval_path(workdir, name)} is missing"}
-    diverged = np.zeros(len(seeds), bool)
+    diverged = np.zeros(len(group_seeds.get(name, seeds)), bool)
     if logits is not None:
       n = logits["forget_logits"].shape[0]
       diverged = np.asarray(record.get("diverged") or np.zeros(n, bool), bool)
@@ -258,14 +280,17 @@ def evaluate_workdir(workdir, *, run_wall_s: float | None = None) -> dict:
   oracle_ok = ~loaded["oracle"][2]
   oracle = evaluate_group(seed_results["oracle"])
   oracle_conf = forget_confidences(oracle_logits, oracle_ok)
-  ceiling = _ceiling(oracle_conf) if ev["fq"] else {"score": None, "note": "disabled"}
+  ref_conf = oracle_conf[:fq_reference(len(seeds), oracle_conf.shape[0])[0]]
+  ceiling = (_ceiling(oracle_conf, len(seeds)) if ev["fq"]
+             else {"score": None, "note": "disabled"})
   groups: dict[str, dict] = {}
   confs: dict[str, np.ndarray] = {}
   oracle_cost = ref_costs.get("oracle")
   for name, (record, logits, diverged) in loaded.items():
     status = _status(record, diverged)
     entry = {"group": name, "kind": "reference" if name in REFERENCES else "method",
-             "status": status, "seeds": seeds, "diverged": diverged.tolist(),
+             "status": status, "seeds": group_seeds.get(name, seeds),
+             "diverged": diverged.tolist(),
              "error": (record or {}).get("error"),
              "config": (record or {}).get("config"),
              "cost": (record or {}).get("cost"),
@@ -276,12 +301,13 @@ def evaluate_workdir(workdir, *, run_wall_s: float | None = None) -> dict:
     elif logits is not None and (~diverged).any():
       entry.update(compare_to_oracle(evaluate_group(seed_results[name]), oracle))
       confs[name] = forget_confidences(logits, ~diverged)
-      entry["fq"] = (_fq(confs[name], oracle_conf, entry, oracle) if ev["fq"]
+      entry["fq"] = (_fq(confs[name], ref_conf, entry, oracle) if ev["fq"]
                      else {"score": None, "note": "disabled"})
     groups[name] = entry
 
   results = {"workdir": str(workdir), "dataset": config["data"]["name"],
-             "model": config["model"]["name"], "seeds": seeds, "methods": methods,
+             "model": config["model"]["name"], "seeds": seeds,
+             "oracle_seeds": group_seeds["oracle"], "methods": methods,
              "forget": {"kind": config["forget"]["kind"],
                         "size": int(oracle_logits["forget_labels"].shape[0])},
              "eval": ev, "oracle_ceiling": ceiling, "order": list(groups), "groups": groups}
@@ -417,6 +443,7 @@ def to_markdown(results: dict) -> str:
   groups = list(results["groups"].values())
   ev = results["eval"]
   n = len(results["seeds"])
+  n_oracle = len(results.get("oracle_seeds") or results["seeds"])
   pct = dict(scale=100.0, digits=1)
   main = _table(
       ["method", "status", "forget acc %", "retain acc %", "test acc %", "Δ forget pp",
@@ -450,7 +477,8 @@ def to_markdown(results: dict) -> str:
                   else ceiling.get("note", "n/a"))
   problems = [g for g in groups if g["status"] not in ("ok",)]
   out = [
-      f"# Unlearning report: {results['dataset']} / {results['model']}, {n} seeds",
+      f"# Unlearning report: {results['dataset']} / {results['model']}, {n} seeds"
+      + (f" ({n_oracle} oracle seeds)" if n_oracle != n else ""),
       "",
       (f"Forget set: {results['forget']['kind']}, {results['forget']['size']} examples. "
        "Numbers are mean ± std over seeds (diverged seeds left out). Δ = oracle − method "
@@ -458,8 +486,9 @@ def to_markdown(results: dict) -> str:
        "examples an SVC (retain vs test) calls non-members; MIA loss-LR = cross-validated "
        "accuracy of a logistic regression on forget vs test losses (50 % = indistinguishable). "
        "ToW = Π over forget/retain/test of (1 − |acc − oracle acc|). FQ = forgetting quality of "
-       f"the method's {n} seeds against the {n} oracle seeds; with few seeds it is coarse (only "
-       "2·ceil(ln(N−1)) score bins). Cost is relative to retraining (the oracle group)."),
+       f"the method's {n} seeds against the first {min(n, n_oracle)} of the {n_oracle} oracle "
+       "seeds; with few seeds it is coarse (only 2·ceil(ln(N−1)) score bins), so read it against "
+       "the ceiling below. Cost is relative to retraining (the oracle group)."),
       "",
       f"Forgetting-quality ceiling (oracle vs oracle): {ceiling_line}.",
       "",

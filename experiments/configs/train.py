@@ -1,12 +1,17 @@
 """Config of `python -m experiments.train`: the original model and the retrain oracle.
 
 Argument (optional): `key=value` pairs separated by commas, keys dataset, model, width, forget,
-seeds, epochs, e.g. `--config=experiments/configs/train.py:dataset=digits,model=mlp,seeds=2`.
+seeds, oracle_seeds, epochs, e.g.
+`--config=experiments/configs/train.py:dataset=digits,model=mlp,seeds=2`.
+
+`seeds=N` trains N original models; the oracle group gets `oracle_seeds` models (default 2N, so
+that the unlearning report can show the oracle-vs-oracle forgetting-quality ceiling at N models;
+`oracle_seeds=N` halves its cost and leaves the ceiling out).
 """
 
 from experiments.configs.common import base_config, parse_arg
 
-ARG_KEYS = ("dataset", "model", "width", "forget", "seeds", "epochs")
+ARG_KEYS = ("dataset", "model", "width", "forget", "seeds", "oracle_seeds", "epochs")
 
 
 def get_config(arg: str | None = None):

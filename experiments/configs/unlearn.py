@@ -1,12 +1,12 @@
 """Config of `python -m experiments.unlearn`: reference models, unlearning methods, evaluation.
 
 Argument (optional): `key=value` pairs separated by commas; the keys of `train.py` (dataset,
-model, width, forget, seeds, epochs) plus `methods`, a `+`-separated list of method names (or
+model, width, forget, seeds, oracle_seeds, epochs) plus `methods`, a `+`-separated list of method names (or
 `all`), e.g.
 
   --config=experiments/configs/unlearn.py:dataset=digits,seeds=2,methods=finetune+neggrad_plus
 
-The data/forget/model/train/seeds sections are those of `train.py`, so a workdir made by
+The data/forget/model/train/seeds/oracle_seeds sections are those of `train.py`, so a workdir made by
 `experiments.train` is reused as is (its `original` and `oracle` groups are not retrained).
 
 `method_configs.<name>` holds every hyperparameter of each configured method (its module's
@@ -25,7 +25,7 @@ from ml_collections import config_dict
 
 from experiments.configs.common import base_config, parse_arg
 
-ARG_KEYS = ("dataset", "model", "width", "forget", "seeds", "epochs", "methods")
+ARG_KEYS = ("dataset", "model", "width", "forget", "seeds", "oracle_seeds", "epochs", "methods")
 
 # Every registered method except `retrain` (the oracle group is the retrain oracle).
 DEFAULT_METHODS = ("finetune", "ga", "neggrad", "neggrad_plus", "random_label", "salun",
@@ -72,7 +72,7 @@ def eval_config() -> ml_collections.ConfigDict:
       mia_splits=5,             # k of the stratified k-fold in mia_loss_lr
       mia_seed=0,               # subsampling / fold seed of both MIAs
       svc_features=("confidence", "entropy", "m_entropy", "prob", "correctness"),
-      fq=True,                  # forgetting quality (N unlearned vs N oracle seeds)
+      fq=True,                  # forgetting quality (N unlearned vs N oracle seeds) + ceiling
       plots=True,               # PNG plots next to report.md
       hist_examples=3,          # forget examples shown in the confidence histograms
       workers=0,                # processes for the per-model metrics (0: one per core, <= 8)

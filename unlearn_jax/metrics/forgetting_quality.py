@@ -452,7 +452,13 @@ def forgetting_quality(
     }
 
 
-def oracle_ceiling(retrained_conf: Any, *, seed: int = 0, delta: float = DELTA) -> dict[str, Any]:
+def oracle_ceiling(
+    retrained_conf: Any,
+    *,
+    seed: int = 0,
+    split: tuple[Any, Any] | None = None,
+    delta: float = DELTA,
+) -> dict[str, Any]:
     """Attainable forgetting-quality score: retrained models against disjoint retrained models.
 
     The ``M`` retrained models are shuffled (``numpy.random.default_rng(seed)``) and split into two
@@ -461,11 +467,14 @@ def oracle_ceiling(retrained_conf: Any, *, seed: int = 0, delta: float = DELTA) 
     one distribution do not score 1 at finite ``M`` (the threshold search finds sampling noise in
     the tails), so this, not 1, is the ceiling to show beside methods (``50-metrics.md`` §3.5).
     Note that it is computed with ``M // 2`` models per sample, hence ``2 * ceil(ln(M // 2 - 1))``
-    bins.
+    bins. With ``split=(a, b)`` the two groups are given instead: the models ``a`` play the
+    unlearned ones, ``b`` the retrained ones (disjoint, of equal size ``>= 2``); a report uses it to
+    score the ceiling against the same retrained models its methods are scored against.
 
     Args:
       retrained_conf: ``[M, n]`` logit-scaled confidences under ``M >= 4`` retrained models.
-      seed: seed of the random split.
+      seed: seed of the random split (ignored when ``split`` is given).
+      split: optional ``(a, b)``, two disjoint index sequences of equal length.
       delta: the δ of the definition.
 
     Returns:
@@ -475,9 +484,25 @@ def oracle_ceiling(retrained_conf: Any, *, seed: int = 0, delta: float = DELTA) 
     r = np.asarray(retrained_conf, dtype=np.float64)
     if r.ndim != 2 or r.shape[0] < 4:
         raise ValueError(f"retrained_conf must be [M >= 4, n], got shape {r.shape}")
-    perm = np.random.default_rng(seed).permutation(r.shape[0])
-    half = r.shape[0] // 2
-    a, b = np.sort(perm[:half]), np.sort(perm[half : 2 * half])
+    if split is None:
+        perm = np.random.default_rng(seed).permutation(r.shape[0])
+        half = r.shape[0] // 2
+        a, b = np.sort(perm[:half]), np.sort(perm[half : 2 * half])
+    else:
+        a, b = (np.asarray(i, dtype=np.int64).reshape(-1) for i in split)
+        if (
+            len(a) != len(b)
+            or len(a) < 2
+            or np.intersect1d(a, b).size
+            or len(np.unique(a)) != len(a)
+            or len(np.unique(b)) != len(b)
+            or min(a.min(), b.min()) < 0
+            or max(a.max(), b.max()) >= r.shape[0]
+        ):
+            raise ValueError(
+                f"split must be two disjoint groups of >= 2 distinct model indices in "
+                f"[0, {r.shape[0]}) of equal size, got {a.tolist()} and {b.tolist()}"
+            )
     out = forgetting_quality(
         r[a],
         r[b],
