@@ -10,7 +10,7 @@ resumes an interrupted run and does not recompute finished models.
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from unlearn_jax.determinism import configure
+from unlearn_jax.runtime import configure_from_config
 from unlearn_jax.pipeline import one_line, run_train
 
 _CONFIG = config_flags.DEFINE_config_file("config", "experiments/configs/train.py",
@@ -22,8 +22,7 @@ _WORKDIR = flags.DEFINE_string("workdir", None, "Folder for checkpoints and resu
 def main(argv):
   del argv
   logging.set_verbosity(logging.WARNING)  # orbax logs every checkpoint step at INFO
-  configure(deterministic=_CONFIG.value.deterministic,
-            matmul_precision=_CONFIG.value.matmul_precision)
+  configure_from_config(_CONFIG.value)
   summary = run_train(_CONFIG.value, _WORKDIR.value)
   print(one_line(summary, _WORKDIR.value))
 

@@ -13,7 +13,7 @@ finished (a method is rerun only if it failed, was interrupted or its hyperparam
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from unlearn_jax.determinism import configure
+from unlearn_jax.runtime import configure_from_config
 from unlearn_jax.report import one_line
 from unlearn_jax.unlearn_pipeline import run_unlearn
 
@@ -26,8 +26,7 @@ _WORKDIR = flags.DEFINE_string("workdir", None, "Folder for models, logits and t
 def main(argv):
   del argv
   logging.set_verbosity(logging.WARNING)  # orbax logs every checkpoint step at INFO
-  configure(deterministic=_CONFIG.value.deterministic,
-            matmul_precision=_CONFIG.value.matmul_precision)
+  configure_from_config(_CONFIG.value)
   summary = run_unlearn(_CONFIG.value, _WORKDIR.value)
   print(one_line(summary))
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 import ml_collections
 from ml_collections import config_dict
 
+from unlearn_jax import runtime
+
 # Per-dataset recipe defaults for the embedded CPU default and for TFDS datasets on GPU.
 DATASET_PRESETS = {
     # Embedded CPU default: CNN at width 0.5 reaches ~96 % test accuracy on mnist5k in ~1 min
@@ -94,6 +96,9 @@ def base_config(opts: dict[str, str]) -> ml_collections.ConfigDict:
   model = opts.get("model", preset["model"])
   config = ml_collections.ConfigDict()
   config.seeds = tuple(range(int(opts.get("seeds", 3))))
+  # The oracle group's seeds: twice the methods' by default, so that the report's
+  # forgetting-quality ceiling can score N retrained models against N disjoint ones.
+  config.oracle_seeds = tuple(range(int(opts.get("oracle_seeds", 2 * len(config.seeds)))))
   config.data = data_config(dataset)
   config.forget = forget_config(opts.get("forget", "iid"))
   same_model = model == preset["model"]
@@ -106,4 +111,6 @@ def base_config(opts: dict[str, str]) -> ml_collections.ConfigDict:
   config.progress = True
   config.deterministic = True  # deterministic GPU kernels (XLA_FLAGS), see unlearn_jax/determinism.py
   config.matmul_precision = "highest"  # float32 on GPU ('default' = TF32: faster, seeds drift)
+  # Persistent XLA compilation cache (unlearn_jax/runtime.py); "" disables it.
+  config.compilation_cache = runtime.default_cache_dir()
   return config
