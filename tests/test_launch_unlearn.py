@@ -108,6 +108,21 @@ def test_config_arguments():
   assert default.data.name == "mnist5k" and len(default.seeds) == 3
   assert default.oracle_seeds == tuple(range(6))  # room for the oracle-vs-oracle FQ ceiling
   assert unlearn_config.get_config("seeds=2,oracle_seeds=3").oracle_seeds == (0, 1, 2)
+  # Tuned per-dataset values override the module DEFAULTS for that dataset only.
+  from unlearn_jax.methods import method_defaults
+  for name, preset in unlearn_config.METHOD_PRESETS["mnist5k"].items():
+    for k, v in preset.items():
+      assert default.method_configs[name][k] == v
+  digits = unlearn_config.get_config("dataset=digits")
+  assert digits.method_configs.ga.to_dict() == method_defaults("ga")
+  # `del` is a Python keyword: the command line reaches it by subscript (as the README says), and
+  # a grid can be declared for any hyperparameter of a method.
+  from ml_collections.config_flags import config_path
+  config_path.set_value('method_configs["del"].alpha', default, 0.1)
+  config_path.set_value('tune.space["del"].alpha', default, (0.05, 0.1))
+  config_path.set_value("tune.space.ga.epochs", default, (2, 5))
+  assert default.method_configs["del"].alpha == 0.1
+  assert default.tune.space["del"].alpha == (0.05, 0.1) and default.tune.space.ga.epochs == (2, 5)
   assert set(default.methods) == set(METHODS) - {"retrain"}
   assert unlearn_config.get_config("methods=all").methods == default.methods
   assert default.eval.mia_splits == 5 and default.eval.fq and default.eval.plots

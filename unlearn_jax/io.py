@@ -73,6 +73,11 @@ def atomic_write_json(path, obj: Any) -> None:
   atomic_write_text(path, json.dumps(to_jsonable(obj), indent=2, sort_keys=True) + "\n")
 
 
+def json_key(obj: Any) -> str:
+  """A canonical JSON string of `obj` (sorted keys), to compare configs by value."""
+  return json.dumps(to_jsonable(obj), sort_keys=True)
+
+
 def read_json(path) -> Any:
   with open(path) as f:
     return json.load(f)

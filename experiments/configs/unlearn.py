@@ -1,21 +1,24 @@
 """Config of `python -m experiments.unlearn`: reference models, unlearning methods, evaluation.
 
 Argument (optional): `key=value` pairs separated by commas; the keys of `train.py` (dataset,
-model, width, forget, seeds, oracle_seeds, epochs) plus `methods`, a `+`-separated list of method names (or
-`all`), e.g.
+model, width, forget, seeds, oracle_seeds, epochs) plus `methods`, a `+`-separated list of method
+names (or `all`), e.g.
 
   --config=experiments/configs/unlearn.py:dataset=digits,seeds=2,methods=finetune+neggrad_plus
 
-The data/forget/model/train/seeds/oracle_seeds sections are those of `train.py`, so a workdir made by
-`experiments.train` is reused as is (its `original` and `oracle` groups are not retrained).
+The data/forget/model/train/seeds/oracle_seeds sections are those of `train.py`, so a workdir
+made by `experiments.train` is reused as is (its `original` and `oracle` groups are not
+retrained).
 
 `method_configs.<name>` holds every hyperparameter of each configured method (its module's
-DEFAULTS), so any of them can be overridden on the command line, e.g.
-`--config.method_configs.finetune.epochs=5`. `single_gradient.visits` is set to the training
-epochs (n of Thudi et al.: how often D_f was visited). `retrain` is not in the default list:
-the `oracle` group already is the retrain oracle. Listing it trains a second, independent group
-of retrained models (fresh keys), with the recipe of `config.train` unless
-`method_configs.retrain` says otherwise.
+DEFAULTS, with the dataset's tuned values from `METHOD_PRESETS`), so any of them can be
+overridden on the command line, e.g. `--config.method_configs.finetune.epochs=5`.
+`single_gradient.visits` is set to the training epochs (n of Thudi et al.: how often D_f was
+visited). `retrain` is not in the default list: the `oracle` group already is the retrain
+oracle. Listing it trains a second, independent group of retrained models (fresh keys), with the
+recipe of `config.train` unless `method_configs.retrain` says otherwise. `tune` is the search
+space and objective of `python -m experiments.tune` (validation-based tuning,
+`30-overparam.md` §5).
 """
 
 from __future__ import annotations
@@ -49,8 +52,22 @@ def parse_methods(value: str) -> tuple[str, ...]:
   return names
 
 
-def method_config(name: str) -> ml_collections.ConfigDict:
-  """The method's DEFAULTS as a ConfigDict (placeholders for `retrain`'s recipe fields).
+# Per-dataset hyperparameters chosen by `python -m experiments.tune` (privacy goal, λ = 0.4, on
+# the validation split; commands and tables in docs/results/tuning_mnist5k/). They override the
+# module DEFAULTS (chosen on digits) for that dataset only.
+METHOD_PRESETS = {
+    "mnist5k": {
+        "ga": {"learning_rate": 0.001},
+        "neggrad": {"learning_rate": 0.001},
+        "single_gradient": {"learning_rate": 0.002},
+        "del": {"alpha": 0.05, "learning_rate": 0.05},
+    },
+}
+
+
+def method_config(name: str, dataset: str | None = None) -> ml_collections.ConfigDict:
+  """The method's DEFAULTS, with the dataset's `METHOD_PRESETS`, as a ConfigDict (placeholders
+  for `retrain`'s recipe fields).
 
   A module that cannot be imported yields an empty entry; running it then fails with the import
   error, recorded as that method's result.
@@ -62,7 +79,8 @@ def method_config(name: str) -> ml_collections.ConfigDict:
   try:
     defaults = dict(get_method(name).DEFAULTS)
   except ImportError:
-    defaults = {}
+    return ml_collections.ConfigDict({})
+  defaults.update(METHOD_PRESETS.get(dataset, {}).get(name, {}))
   return ml_collections.ConfigDict(defaults)
 
 
@@ -79,14 +97,48 @@ def eval_config() -> ml_collections.ConfigDict:
   ))
 
 
+# Default search spaces of `python -m experiments.tune` (`30-overparam.md` §5), for the knob that
+# decides how hard each method pushes; a grid for any other hyperparameter can be given on the
+# command line, e.g. --config.tune.space.ga.epochs='(2, 5)' (for `del`, a Python keyword:
+# --config.tune.space["del"].alpha='(0.1, 0.3)'). single_gradient: η with n = visits fixed, i.e.
+# the scale n·η of the update.
+TUNE_SPACES = {
+    "finetune": {"learning_rate": (0.01, 0.02, 0.05, 0.1)},
+    "ga": {"learning_rate": (0.001, 0.002, 0.005, 0.01, 0.02)},
+    "neggrad": {"learning_rate": (0.001, 0.002, 0.005, 0.01, 0.02)},
+    "neggrad_plus": {"beta": (0.9, 0.95, 0.99)},
+    "single_gradient": {"learning_rate": (0.002, 0.005, 0.01, 0.02, 0.05, 0.1)},
+    "ssd": {"selection": (1.0, 2.0, 5.0, 10.0)},
+    "del": {"learning_rate": (0.01, 0.02, 0.05)},
+}
+
+
+def tune_space(name: str) -> ml_collections.ConfigDict:
+  """Method `name`'s search space: `TUNE_SPACES` grids, and an unset tuple placeholder for every
+  other hyperparameter, so the command line can add a grid for any of them."""
+  fields = {k: config_dict.placeholder(tuple) for k in method_config(name).keys()}
+  fields.update({k: tuple(v) for k, v in TUNE_SPACES.get(name, {}).items()})
+  return ml_collections.ConfigDict(fields)
+
+
+def tune_config(methods) -> ml_collections.ConfigDict:
+  return ml_collections.ConfigDict(dict(
+      goal="privacy",          # privacy | bias (tuning objective, unlearn_jax/tuning.py)
+      lam=0.4,                 # λ of the objective (the paper shows 0.2, 0.4, 0.6)
+      space={m: tune_space(m) for m in methods},
+  ))
+
+
 def get_config(arg: str | None = None):
   opts = parse_arg(arg, ARG_KEYS)
   methods = parse_methods(opts.pop("methods")) if "methods" in opts else DEFAULT_METHODS
   config = base_config(opts)
   config.methods = methods
-  config.method_configs = ml_collections.ConfigDict({m: method_config(m) for m in methods})
+  config.method_configs = ml_collections.ConfigDict({m: method_config(m, config.data.name)
+                                                     for m in methods})
   if "visits" in config.method_configs.get("single_gradient", {}):
     # n of Thudi et al.: how often training visited D_f, i.e. the reference training's epochs
     config.method_configs.single_gradient.visits = config.train.epochs
   config.eval = eval_config()
+  config.tune = tune_config(methods)
   return config
