@@ -12,29 +12,19 @@ rerun skips finished candidates. Use the result with
 `python -m experiments.unlearn ... --config.method_configs.<method>.<name>=<best value>`.
 """
 
-from absl import app, flags, logging
-from ml_collections import config_flags
-
-from unlearn_jax.runtime import configure_from_config
+from experiments.launch import run_launcher
 from unlearn_jax.tune_pipeline import format_table, run_tune
 
-_CONFIG = config_flags.DEFINE_config_file("config", "experiments/configs/unlearn.py",
-                                          "Unlearning config (ml_collections) with a `tune` section.")
-_WORKDIR = flags.DEFINE_string("workdir", None, "Experiment folder (shared with experiments.unlearn).",
-                               required=True)
 
-
-def main(argv):
-  del argv
-  logging.set_verbosity(logging.WARNING)
-  configure_from_config(_CONFIG.value)
-  config = _CONFIG.value
-  results = run_tune(config, _WORKDIR.value)
-  print(f"goal {config.tune.goal}, λ = {config.tune.lam}; selected by mean objective over "
-        f"{len(config.seeds)} seeds (* = selected)")
-  for name, out in results.items():
-    print(format_table(name, out))
+def job(config, workdir) -> str:
+  results = run_tune(config, workdir)
+  lines = [f"goal {config.tune.goal}, λ = {config.tune.lam}; selected by mean objective over "
+           f"{len(config.seeds)} seeds (* = selected)"]
+  lines += [format_table(name, out) for name, out in results.items()]
+  return "\n".join(lines)
 
 
 if __name__ == "__main__":
-  app.run(main)
+  run_launcher("experiments/configs/unlearn.py",
+               "Unlearning config (ml_collections) with a `tune` section.",
+               "Experiment folder (shared with experiments.unlearn).", job)

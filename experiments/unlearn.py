@@ -10,26 +10,15 @@ finished (a method is rerun only if it failed, was interrupted or its hyperparam
 `python -m experiments.evaluate --workdir=DIR` recomputes the report from the saved logits.
 """
 
-from absl import app, flags, logging
-from ml_collections import config_flags
-
-from unlearn_jax.runtime import configure_from_config
+from experiments.launch import run_launcher
 from unlearn_jax.report import one_line
 from unlearn_jax.unlearn_pipeline import run_unlearn
 
-_CONFIG = config_flags.DEFINE_config_file("config", "experiments/configs/unlearn.py",
-                                          "Unlearning config (ml_collections).")
-_WORKDIR = flags.DEFINE_string("workdir", None, "Folder for models, logits and the report.",
-                               required=True)
 
-
-def main(argv):
-  del argv
-  logging.set_verbosity(logging.WARNING)  # orbax logs every checkpoint step at INFO
-  configure_from_config(_CONFIG.value)
-  summary = run_unlearn(_CONFIG.value, _WORKDIR.value)
-  print(one_line(summary))
+def job(config, workdir) -> str:
+  return one_line(run_unlearn(config, workdir))
 
 
 if __name__ == "__main__":
-  app.run(main)
+  run_launcher("experiments/configs/unlearn.py", "Unlearning config (ml_collections).",
+               "Folder for models, logits and the report.", job)

@@ -162,7 +162,7 @@ def test_forgetting_quality_ceiling_and_cost(workdir):
   assert "config.oracle_seeds to 12" in results["oracle_ceiling"]["note"]
   assert results["groups"]["oracle"]["fq"]["score"] == pytest.approx(ceiling["score"])
   # Cost relative to the oracle (retraining).
-  assert g["cost_relative"]["wall_s"] == pytest.approx(2.0 / 8.0)
+  assert g["cost_relative"]["wall_s"] == pytest.approx(2.0 / 8.0)  # 6 models in each group
   assert g["cost_relative"]["example_gradients"] == pytest.approx(300 / 900)
   assert results["groups"]["original"]["cost_relative"]["wall_s"] == pytest.approx(10 / 8)
   assert summary["wall_s"] == 12.5
@@ -228,6 +228,7 @@ def _fake_workdir(path, rng, labels, n_seeds, n_oracle, strengths):
       "forget": {"kind": "iid"}, "methods": ["m"], "eval": {"plots": False}})
   io.atomic_write_json(path / "methods" / "m" / "result.json",
                        {"status": "done", "cost": METHOD_COST, "diverged": [False] * n_seeds})
+  io.atomic_write_json(path / "eval" / "references.json", COSTS)
 
 
 def test_ceiling_and_fq_with_twice_as_many_oracle_seeds(tmp_path):
@@ -259,6 +260,8 @@ def test_ceiling_and_fq_with_twice_as_many_oracle_seeds(tmp_path):
   assert results["oracle_ceiling"]["score"] == pytest.approx(ceiling["score"])
   assert results["oracle_ceiling"]["num_models"] == 3
   assert results["oracle_ceiling"]["note"] == "oracle models 3..5 vs 0..2"
+  # Wall time per model: 2 s for 3 method models vs 8 s for 6 oracle models.
+  assert mg["cost_relative"]["wall_s"] == pytest.approx((2.0 / 3) / (8.0 / 6))
   oracle_test = np.mean([_acc(oracle["test_logits"][i], labels["test"]) for i in range(6)])
   m_test = [_acc(m["test_logits"][i], labels["test"]) for i in range(3)]
   np.testing.assert_allclose(mg["delta"]["test_accuracy"]["per_seed"],

@@ -1,6 +1,9 @@
 """Validation-based tuning: objectives by hand, grids, selection, and the sweep on a workdir."""
 
 import math
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -8,6 +11,8 @@ import pytest
 from experiments.configs import unlearn as unlearn_config
 from unlearn_jax import io, pipeline, tune_pipeline, tuning, unlearn_pipeline
 from unlearn_jax.methods import run_method
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_objectives_by_hand():
@@ -94,6 +99,18 @@ def test_tune_picks_the_argmin_and_resumes(tmp_path, monkeypatch):
                                                {"epochs": 1, "learning_rate": 0.2}]
   assert "epochs" in tune_pipeline.format_table("ga", out).splitlines()[0]
   monkeypatch.undo()
+
+  # The launcher on the same workdir: everything reused, the table printed.
+  out = subprocess.run(
+      [sys.executable, "-m", "experiments.tune", f"--workdir={tmp_path}",
+       "--config=experiments/configs/unlearn.py:dataset=digits,model=mlp,seeds=2,oracle_seeds=2,"
+       "epochs=2,methods=ga", "--config.progress=False", "--config.method_configs.ga.epochs=1",
+       "--config.tune.space.ga.learning_rate=(0.001, 0.2)"],
+      cwd=ROOT, capture_output=True, text=True, timeout=600)
+  assert out.returncode == 0, out.stderr[-2000:]
+  assert out.stdout.startswith("goal privacy, λ = 0.4") and "*" in out.stdout
+  assert len(io.read_jsonl(tmp_path / "tuning" / "ga.jsonl")) == 2
+
   tune_pipeline.run_tune(_config({"learning_rate": (0.001, 0.2, 0.01)}), tmp_path)
   assert len(io.read_jsonl(tmp_path / "tuning" / "ga.jsonl")) == 3
 

@@ -193,11 +193,18 @@ def _ceiling(oracle_conf: np.ndarray, num_seeds: int) -> dict:
           "num_models": r["num_models"], "num_bins": r["num_bins"], "note": note}
 
 
-def _relative(cost: dict | None, oracle_cost: dict | None) -> dict:
+def _relative(cost: dict | None, oracle_cost: dict | None, num_models: int,
+              num_oracle: int) -> dict:
+  """Cost relative to retraining, per model: wall time is that of a whole group, so it is divided
+  by the group's number of models (the oracle group may have more seeds than a method);
+  example gradients and epochs are per model already."""
   out = {}
   for k in ("wall_s", "example_gradients", "epochs"):
     try:
-      out[k] = metrics.cost_relative(cost[k], oracle_cost[k])
+      c, o = cost[k], oracle_cost[k]
+      if k == "wall_s":
+        c, o = c / num_models, o / num_oracle
+      out[k] = metrics.cost_relative(c, o)
     except (TypeError, KeyError, ValueError):
       out[k] = None
   return out
@@ -294,7 +301,8 @@ def evaluate_workdir(workdir, *, run_wall_s: float | None = None) -> dict:
              "error": (record or {}).get("error"),
              "config": (record or {}).get("config"),
              "cost": (record or {}).get("cost"),
-             "cost_relative": _relative((record or {}).get("cost"), oracle_cost)}
+             "cost_relative": _relative((record or {}).get("cost"), oracle_cost,
+                                        len(diverged), len(loaded["oracle"][2]))}
     if name == "oracle":
       entry.update(compare_to_oracle(oracle, oracle))
       entry["fq"] = {**ceiling, "note": "oracle vs oracle ceiling: " + ceiling.get("note", "")}
@@ -488,7 +496,7 @@ def to_markdown(results: dict) -> str:
        "ToW = Π over forget/retain/test of (1 − |acc − oracle acc|). FQ = forgetting quality of "
        f"the method's {n} seeds against the first {min(n, n_oracle)} of the {n_oracle} oracle "
        "seeds; with few seeds it is coarse (only 2·ceil(ln(N−1)) score bins), so read it against "
-       "the ceiling below. Cost is relative to retraining (the oracle group)."),
+       "the ceiling below. Cost is relative to retraining (the oracle group), per model."),
       "",
       f"Forgetting-quality ceiling (oracle vs oracle): {ceiling_line}.",
       "",
