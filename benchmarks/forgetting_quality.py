@@ -36,128 +36,134 @@ from unlearn_jax import metrics
 
 
 def cpu_model() -> str:
-    """CPU model name from /proc/cpuinfo (Linux), else :func:`platform.processor`."""
-    try:
-        for line in pathlib.Path("/proc/cpuinfo").read_text().splitlines():
-            if line.lower().startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+  """CPU model name from /proc/cpuinfo (Linux), else :func:`platform.processor`."""
+  try:
+    for line in pathlib.Path("/proc/cpuinfo").read_text().splitlines():
+      if line.lower().startswith("model name"):
+        return line.split(":", 1)[1].strip()
+  except OSError:
+    pass
+  return platform.processor() or platform.machine()
 
 
 def machine_description() -> dict:
-    import jax  # only for its version; the metric itself is NumPy.
+  import jax  # only for its version; the metric itself is NumPy.
 
-    try:
-        load = os.getloadavg()
-    except OSError:
-        load = None
-    try:
-        usable_cpus = len(os.sched_getaffinity(0))
-    except AttributeError:
-        usable_cpus = os.cpu_count()
-    return {
-        "platform": platform.platform(),
-        "processor": platform.processor() or platform.machine(),
-        "cpu_model": cpu_model(),
-        "machine": platform.machine(),
-        "hostname": socket.gethostname(),
-        "cpu_count": os.cpu_count(),
-        "usable_cpus": usable_cpus,
-        "load_average_at_start": load,
-        "python": platform.python_version(),
-        "numpy": np.__version__,
-        "jax": jax.__version__,
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-    }
+  try:
+    load = os.getloadavg()
+  except OSError:
+    load = None
+  try:
+    usable_cpus = len(os.sched_getaffinity(0))
+  except AttributeError:
+    usable_cpus = os.cpu_count()
+  return {
+    "platform": platform.platform(),
+    "processor": platform.processor() or platform.machine(),
+    "cpu_model": cpu_model(),
+    "machine": platform.machine(),
+    "hostname": socket.gethostname(),
+    "cpu_count": os.cpu_count(),
+    "usable_cpus": usable_cpus,
+    "load_average_at_start": load,
+    "python": platform.python_version(),
+    "numpy": np.__version__,
+    "jax": jax.__version__,
+    "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+  }
 
 
 def default_tag() -> str:
-    tag = f"{socket.gethostname()}-{platform.machine()}-{os.cpu_count()}cpu"
-    return re.sub(r"[^A-Za-z0-9_.-]+", "-", tag).strip("-").lower()
+  tag = f"{socket.gethostname()}-{platform.machine()}-{os.cpu_count()}cpu"
+  return re.sub(r"[^A-Za-z0-9_.-]+", "-", tag).strip("-").lower()
 
 
 def make_confidences(num_models: int, num_examples: int, seed: int):
-    rng = np.random.default_rng(seed)
-    centres = rng.normal(0.0, 3.0, num_examples)
-    retrained = centres + rng.normal(0.0, 1.0, (num_models, num_examples))
-    unlearned = centres + 0.3 + rng.normal(0.0, 1.0, (num_models, num_examples))
-    return unlearned, retrained
+  rng = np.random.default_rng(seed)
+  centres = rng.normal(0.0, 3.0, num_examples)
+  retrained = centres + rng.normal(0.0, 1.0, (num_models, num_examples))
+  unlearned = centres + 0.3 + rng.normal(0.0, 1.0, (num_models, num_examples))
+  return unlearned, retrained
 
 
 def time_one(num_models: int, num_examples: int, repeats: int) -> dict:
-    unlearned, retrained = make_confidences(num_models, num_examples, seed=num_models)
-    accs = dict(retain_acc_unlearned=0.95, retain_acc_retrained=0.96,
-                test_acc_unlearned=0.85, test_acc_retrained=0.86)
-    metrics.forgetting_quality(unlearned[:, :50], retrained[:, :50], **accs)  # warm-up.
-    seconds, result = [], None
-    for _ in range(repeats):
-        start = time.perf_counter()
-        result = metrics.forgetting_quality(unlearned, retrained, **accs)
-        seconds.append(time.perf_counter() - start)
-    median = statistics.median(seconds)
-    return {
-        "num_models": num_models,
-        "num_examples": num_examples,
-        "repeats": repeats,
-        "median_s": median,
-        "min_s": min(seconds),
-        "all_s": seconds,
-        "ms_per_example": 1e3 * median / num_examples,
-        "forget_score": result["forget_score"],
-        "score": result["score"],
-        "mean_eps": result["mean_eps"],
-    }
+  unlearned, retrained = make_confidences(num_models, num_examples, seed=num_models)
+  accs = dict(
+    retain_acc_unlearned=0.95,
+    retain_acc_retrained=0.96,
+    test_acc_unlearned=0.85,
+    test_acc_retrained=0.86,
+  )
+  metrics.forgetting_quality(unlearned[:, :50], retrained[:, :50], **accs)  # warm-up.
+  seconds, result = [], None
+  for _ in range(repeats):
+    start = time.perf_counter()
+    result = metrics.forgetting_quality(unlearned, retrained, **accs)
+    seconds.append(time.perf_counter() - start)
+  median = statistics.median(seconds)
+  return {
+    "num_models": num_models,
+    "num_examples": num_examples,
+    "repeats": repeats,
+    "median_s": median,
+    "min_s": min(seconds),
+    "all_s": seconds,
+    "ms_per_example": 1e3 * median / num_examples,
+    "forget_score": result["forget_score"],
+    "score": result["score"],
+    "mean_eps": result["mean_eps"],
+  }
 
 
 def markdown_table(rows: list[dict]) -> str:
-    lines = [
-        "| models per group (M) | forget examples | median time (s) | min (s) | ms / example "
-        "| forget score |",
-        "|---:|---:|---:|---:|---:|---:|",
-    ]
-    for r in rows:
-        lines.append(
-            f"| {r['num_models']} | {r['num_examples']} | {r['median_s']:.2f} | {r['min_s']:.2f} "
-            f"| {r['ms_per_example']:.2f} | {r['forget_score']:.3f} |"
-        )
-    return "\n".join(lines)
+  lines = [
+    "| models per group (M) | forget examples | median time (s) | min (s) | ms / example "
+    "| forget score |",
+    "|---:|---:|---:|---:|---:|---:|",
+  ]
+  for r in rows:
+    lines.append(
+      f"| {r['num_models']} | {r['num_examples']} | {r['median_s']:.2f} | {r['min_s']:.2f} "
+      f"| {r['ms_per_example']:.2f} | {r['forget_score']:.3f} |"
+    )
+  return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--num-examples", type=int, default=1000)
-    parser.add_argument("--models", type=int, nargs="+", default=[32, 128])
-    parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--tag", default=default_tag(), help="machine tag for the results file")
-    parser.add_argument(
-        "--out-dir", type=pathlib.Path, default=pathlib.Path(__file__).parent / "results"
-    )
-    args = parser.parse_args(argv)
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument("--num-examples", type=int, default=1000)
+  parser.add_argument("--models", type=int, nargs="+", default=[32, 128])
+  parser.add_argument("--repeats", type=int, default=5)
+  parser.add_argument("--tag", default=default_tag(), help="machine tag for the results file")
+  parser.add_argument(
+    "--out-dir", type=pathlib.Path, default=pathlib.Path(__file__).parent / "results"
+  )
+  args = parser.parse_args(argv)
 
-    machine = machine_description()
-    rows = [time_one(m, args.num_examples, args.repeats) for m in args.models]
-    table = markdown_table(rows)
-    print(f"forgetting quality, {machine['cpu_model']} ({machine['usable_cpus']} usable CPUs), "
-          f"numpy {machine['numpy']}")
-    print(table)
+  machine = machine_description()
+  rows = [time_one(m, args.num_examples, args.repeats) for m in args.models]
+  table = markdown_table(rows)
+  print(
+    f"forgetting quality, {machine['cpu_model']} ({machine['usable_cpus']} usable CPUs), "
+    f"numpy {machine['numpy']}"
+  )
+  print(table)
 
-    args.out_dir.mkdir(parents=True, exist_ok=True)
-    path = args.out_dir / f"forgetting_quality_{args.tag}.json"
-    payload = {
-        "benchmark": "forgetting_quality",
-        "command": " ".join([os.path.basename(sys.executable), *sys.argv]),
-        "data": "c_i ~ N(0, 3); retrained c_i + N(0, 1); unlearned c_i + 0.3 + N(0, 1)",
-        "machine": machine,
-        "results": rows,
-        "table_markdown": table,
-    }
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(payload, indent=2) + "\n")
-    tmp.replace(path)
-    print(f"wrote {path}")
+  args.out_dir.mkdir(parents=True, exist_ok=True)
+  path = args.out_dir / f"forgetting_quality_{args.tag}.json"
+  payload = {
+    "benchmark": "forgetting_quality",
+    "command": " ".join([os.path.basename(sys.executable), *sys.argv]),
+    "data": "c_i ~ N(0, 3); retrained c_i + N(0, 1); unlearned c_i + 0.3 + N(0, 1)",
+    "machine": machine,
+    "results": rows,
+    "table_markdown": table,
+  }
+  tmp = path.with_suffix(".json.tmp")
+  tmp.write_text(json.dumps(payload, indent=2) + "\n")
+  tmp.replace(path)
+  print(f"wrote {path}")
 
 
 if __name__ == "__main__":
-    main()
+  main()

@@ -73,14 +73,14 @@ from typing import Any
 import numpy as np
 
 __all__ = [
-    "DELTA",
-    "EPSILON_CAP",
-    "logit_scaled_confidence",
-    "per_example_epsilon",
-    "num_score_bins",
-    "forget_score",
-    "forgetting_quality",
-    "oracle_ceiling",
+  "DELTA",
+  "EPSILON_CAP",
+  "logit_scaled_confidence",
+  "per_example_epsilon",
+  "num_score_bins",
+  "forget_score",
+  "forgetting_quality",
+  "oracle_ceiling",
 ]
 
 DELTA = 1e-5
@@ -102,46 +102,46 @@ BIN_WIDTH = 0.5
 
 
 def logit_scaled_confidence(logits: Any, labels: Any) -> np.ndarray:
-    """Logit-scaled confidence of the true class, computed stably from logits.
+  """Logit-scaled confidence of the true class, computed stably from logits.
 
-    ``conf = log p_y - log(sum_{c != y} p_c) = z_y - logsumexp_{c != y} z_c`` for logits ``z``
-    (the ``log Z`` normalizers cancel), as used by LiRA (Carlini et al., "Membership Inference
-    Attacks From First Principles", S&P 2022) and by the NeurIPS 2023 unlearning challenge
-    (Triantafillou et al. 2024). Unlike the official code, which computes ``log(p + 1e-45)``, this
-    is exact for arbitrarily confident predictions.
+  ``conf = log p_y - log(sum_{c != y} p_c) = z_y - logsumexp_{c != y} z_c`` for logits ``z``
+  (the ``log Z`` normalizers cancel), as used by LiRA (Carlini et al., "Membership Inference
+  Attacks From First Principles", S&P 2022) and by the NeurIPS 2023 unlearning challenge
+  (Triantafillou et al. 2024). Unlike the official code, which computes ``log(p + 1e-45)``, this
+  is exact for arbitrarily confident predictions.
 
-    Args:
-      logits: ``[..., n, C]`` array (NumPy or JAX), e.g. ``[n, C]`` for one model or ``[M, n, C]``
-        for ``M`` models, ``C >= 2``.
-      labels: integer labels ``[n]`` (broadcast over leading axes) or of the full leading shape
-        ``[..., n]``.
+  Args:
+    logits: ``[..., n, C]`` array (NumPy or JAX), e.g. ``[n, C]`` for one model or ``[M, n, C]``
+      for ``M`` models, ``C >= 2``.
+    labels: integer labels ``[n]`` (broadcast over leading axes) or of the full leading shape
+      ``[..., n]``.
 
-    Returns:
-      ``float64`` array of shape ``logits.shape[:-1]``.
+  Returns:
+    ``float64`` array of shape ``logits.shape[:-1]``.
 
-    Raises:
-      ValueError: on fewer than two classes, mismatched shapes or labels out of range.
-    """
-    z = np.asarray(logits, dtype=np.float64)
-    y = np.asarray(labels)
-    if z.ndim < 2:
-        raise ValueError(f"logits must be [..., n, C], got shape {z.shape}")
-    num_classes = z.shape[-1]
-    if num_classes < 2:
-        raise ValueError(f"need at least 2 classes, got {num_classes}")
-    if not np.issubdtype(y.dtype, np.integer):
-        raise ValueError(f"labels must be integers, got dtype {y.dtype}")
-    if y.ndim == 0 or y.shape[-1] != z.shape[-2]:
-        raise ValueError(f"labels shape {y.shape} does not match logits shape {z.shape}")
-    if y.size and (y.min() < 0 or y.max() >= num_classes):
-        raise ValueError(f"labels must lie in [0, {num_classes}), got [{y.min()}, {y.max()}]")
-    y = np.broadcast_to(y, z.shape[:-1])
-    true_logit = np.take_along_axis(z, y[..., None], axis=-1)[..., 0]
-    is_true = np.arange(num_classes) == y[..., None]
-    others = np.where(is_true, -np.inf, z)
-    peak = others.max(axis=-1, keepdims=True)
-    lse_others = peak[..., 0] + np.log(np.exp(others - peak).sum(axis=-1))
-    return true_logit - lse_others
+  Raises:
+    ValueError: on fewer than two classes, mismatched shapes or labels out of range.
+  """
+  z = np.asarray(logits, dtype=np.float64)
+  y = np.asarray(labels)
+  if z.ndim < 2:
+    raise ValueError(f"logits must be [..., n, C], got shape {z.shape}")
+  num_classes = z.shape[-1]
+  if num_classes < 2:
+    raise ValueError(f"need at least 2 classes, got {num_classes}")
+  if not np.issubdtype(y.dtype, np.integer):
+    raise ValueError(f"labels must be integers, got dtype {y.dtype}")
+  if y.ndim == 0 or y.shape[-1] != z.shape[-2]:
+    raise ValueError(f"labels shape {y.shape} does not match logits shape {z.shape}")
+  if y.size and (y.min() < 0 or y.max() >= num_classes):
+    raise ValueError(f"labels must lie in [0, {num_classes}), got [{y.min()}, {y.max()}]")
+  y = np.broadcast_to(y, z.shape[:-1])
+  true_logit = np.take_along_axis(z, y[..., None], axis=-1)[..., 0]
+  is_true = np.arange(num_classes) == y[..., None]
+  others = np.where(is_true, -np.inf, z)
+  peak = others.max(axis=-1, keepdims=True)
+  lse_others = peak[..., 0] + np.log(np.exp(others - peak).sum(axis=-1))
+  return true_logit - lse_others
 
 
 # ----------------------------------------------------------------------------------------------
@@ -149,48 +149,48 @@ def logit_scaled_confidence(logits: Any, labels: Any) -> np.ndarray:
 
 
 def _epsilon_table(num_pos: int, num_neg: int, delta: float) -> np.ndarray:
-    """ε of a decision rule as a function of its counts of predicted positives (flattened).
+  """ε of a decision rule as a function of its counts of predicted positives (flattened).
 
-    Entry ``a * (num_neg + 1) + b`` is the ε of a rule that predicts positive for ``a`` of the
-    ``num_pos`` positive models and ``b`` of the ``num_neg`` negative ones, i.e.
-    ``FNR = (num_pos - a) / num_pos`` and ``FPR = b / num_neg``:
-    ``max(log(1 - δ - FPR) - log(FNR), log(1 - δ - FNR) - log(FPR))`` clipped at 0. A term whose
-    ``log`` argument is not positive certifies nothing (``-inf``). Discarded rules (exactly one of
-    FPR, FNR zero) hold ``-inf`` so that a max over rules ignores them; perfect separation (both
-    zero) holds ``+inf``.
-    """
-    fnr = (num_pos - np.arange(num_pos + 1, dtype=np.float64))[:, None] / num_pos
-    fpr = np.arange(num_neg + 1, dtype=np.float64)[None, :] / num_neg
-    fnr, fpr = np.broadcast_arrays(fnr, fpr)
+  Entry ``a * (num_neg + 1) + b`` is the ε of a rule that predicts positive for ``a`` of the
+  ``num_pos`` positive models and ``b`` of the ``num_neg`` negative ones, i.e.
+  ``FNR = (num_pos - a) / num_pos`` and ``FPR = b / num_neg``:
+  ``max(log(1 - δ - FPR) - log(FNR), log(1 - δ - FNR) - log(FPR))`` clipped at 0. A term whose
+  ``log`` argument is not positive certifies nothing (``-inf``). Discarded rules (exactly one of
+  FPR, FNR zero) hold ``-inf`` so that a max over rules ignores them; perfect separation (both
+  zero) holds ``+inf``.
+  """
+  fnr = (num_pos - np.arange(num_pos + 1, dtype=np.float64))[:, None] / num_pos
+  fpr = np.arange(num_neg + 1, dtype=np.float64)[None, :] / num_neg
+  fnr, fpr = np.broadcast_arrays(fnr, fpr)
 
-    def safe_log(x):
-        return np.log(x, out=np.full(x.shape, -np.inf), where=x > 0)
+  def safe_log(x):
+    return np.log(x, out=np.full(x.shape, -np.inf), where=x > 0)
 
-    log_fpr, log_fnr = safe_log(fpr), safe_log(fnr)
-    both_zero = (fpr == 0) & (fnr == 0)
-    one_zero = (fpr == 0) ^ (fnr == 0)
-    interior = ~(both_zero | one_zero)
-    eps1 = safe_log(1.0 - delta - fpr) - np.where(interior, log_fnr, 0.0)
-    eps2 = safe_log(1.0 - delta - fnr) - np.where(interior, log_fpr, 0.0)
-    eps = np.maximum(np.maximum(eps1, eps2), 0.0)
-    eps = np.where(both_zero, np.inf, np.where(one_zero, -np.inf, eps))
-    return eps.reshape(-1)
+  log_fpr, log_fnr = safe_log(fpr), safe_log(fnr)
+  both_zero = (fpr == 0) & (fnr == 0)
+  one_zero = (fpr == 0) ^ (fnr == 0)
+  interior = ~(both_zero | one_zero)
+  eps1 = safe_log(1.0 - delta - fpr) - np.where(interior, log_fnr, 0.0)
+  eps2 = safe_log(1.0 - delta - fnr) - np.where(interior, log_fpr, 0.0)
+  eps = np.maximum(np.maximum(eps1, eps2), 0.0)
+  eps = np.where(both_zero, np.inf, np.where(one_zero, -np.inf, eps))
+  return eps.reshape(-1)
 
 
 def _single_threshold_max(pos: np.ndarray, neg: np.ndarray, table: np.ndarray) -> float:
-    """Max ε over the rules 'c >= t is positive' of the challenge's single-threshold grid.
+  """Max ε over the rules 'c >= t is positive' of the challenge's single-threshold grid.
 
-    ``pos``/``neg`` are sorted; ``table`` is the flat :func:`_epsilon_table` with ``pos`` positive.
-    The grid is ``linspace(lo, hi, ceil(100 * (hi - lo)))`` over the range of both samples.
-    """
-    lo, hi = min(pos[0], neg[0]), max(pos[-1], neg[-1])
-    thresholds = np.linspace(lo, hi, int(math.ceil((hi - lo) * THRESHOLDS_PER_UNIT)))
-    if thresholds.size == 0:  # Both samples are the same constant: nothing to threshold.
-        return -np.inf
-    # #{c >= t} = M - #{c < t}.
-    k_pos = pos.size - np.searchsorted(pos, thresholds, side="left")
-    k_neg = neg.size - np.searchsorted(neg, thresholds, side="left")
-    return float(table[k_pos * (neg.size + 1) + k_neg].max())
+  ``pos``/``neg`` are sorted; ``table`` is the flat :func:`_epsilon_table` with ``pos`` positive.
+  The grid is ``linspace(lo, hi, ceil(100 * (hi - lo)))`` over the range of both samples.
+  """
+  lo, hi = min(pos[0], neg[0]), max(pos[-1], neg[-1])
+  thresholds = np.linspace(lo, hi, int(math.ceil((hi - lo) * THRESHOLDS_PER_UNIT)))
+  if thresholds.size == 0:  # Both samples are the same constant: nothing to threshold.
+    return -np.inf
+  # #{c >= t} = M - #{c < t}.
+  k_pos = pos.size - np.searchsorted(pos, thresholds, side="left")
+  k_neg = neg.size - np.searchsorted(neg, thresholds, side="left")
+  return float(table[k_pos * (neg.size + 1) + k_neg].max())
 
 
 # The double-threshold grid, relative to the peaky sample (spread w = max - min). The official code
@@ -208,146 +208,144 @@ _LEFT_OFFSETS = (np.arange(_NUM_RIGHT + _NUM_LEFT - 1) - (_NUM_LEFT - 1)) * _STE
 
 
 def _double_threshold_max(peaky: np.ndarray, other: np.ndarray, table: np.ndarray) -> float:
-    """Max ε over the rules 'l <= c <= r is positive' (positive = peaky sample) of the grid above.
+  """Max ε over the rules 'l <= c <= r is positive' (positive = peaky sample) of the grid above.
 
-    Rule ``(i, j)`` is ``[left[i + j], right[i]]``. Its counts come from binary searches on the
-    sorted samples, ``#{l <= c <= r} = #{c <= r} - #{c < l}``, packed into one flat table index
-    ``a * (M_other + 1) + b`` as ``K[i] - H[i + j]`` with ``K[i]`` the packed counts ``<= right[i]``
-    and ``H[k]`` those ``< left[k]``. For an empty interval (``l > r``) both differences are
-    ``<= 0`` and the index is clipped to 0, the discarded rule 'nothing is positive'.
+  Rule ``(i, j)`` is ``[left[i + j], right[i]]``. Its counts come from binary searches on the
+  sorted samples, ``#{l <= c <= r} = #{c <= r} - #{c < l}``, packed into one flat table index
+  ``a * (M_other + 1) + b`` as ``K[i] - H[i + j]`` with ``K[i]`` the packed counts ``<= right[i]``
+  and ``H[k]`` those ``< left[k]``. For an empty interval (``l > r``) both differences are
+  ``<= 0`` and the index is clipped to 0, the discarded rule 'nothing is positive'.
 
-    Only distinct index values matter for the max, so instead of all 160,000 rules we enumerate
-    runs: consecutive right ends with equal ``K`` (a run ``[i0, i1]``) pair with the contiguous left
-    ends ``k`` in ``[i0, i1 + L - 1]`` (the union of their windows), and within that range only the
-    distinct values of ``H`` (runs of ``H``, non-decreasing in ``k``) matter. Both run counts are at
-    most ``2 M + 1``, so the work is ``O(min(M, 400)^2)`` table reads instead of 160,000.
+  Only distinct index values matter for the max, so instead of all 160,000 rules we enumerate
+  runs: consecutive right ends with equal ``K`` (a run ``[i0, i1]``) pair with the contiguous left
+  ends ``k`` in ``[i0, i1 + L - 1]`` (the union of their windows), and within that range only the
+  distinct values of ``H`` (runs of ``H``, non-decreasing in ``k``) matter. Both run counts are at
+  most ``2 M + 1``, so the work is ``O(min(M, 400)^2)`` table reads instead of 160,000.
 
-    Args:
-      peaky, other: sorted samples; ``peaky`` has the smaller spread.
-      table: flat :func:`_epsilon_table` with ``peaky`` positive.
-    """
-    ncol = other.size + 1
-    right = peaky[-1] + _RIGHT_OFFSETS
-    left = peaky[0] + _LEFT_OFFSETS
-    k_packed = (
-        np.searchsorted(peaky, right, side="right") * ncol
-        + np.searchsorted(other, right, side="right")
-    )  # [R], non-decreasing.
-    h_packed = (
-        np.searchsorted(peaky, left, side="left") * ncol
-        + np.searchsorted(other, left, side="left")
-    )  # [R + L - 1], non-decreasing.
-    # Runs of equal K over right ends i, and of equal H over left ends k.
-    k_starts = np.flatnonzero(np.diff(k_packed, prepend=-1))
-    k_stops = np.append(k_starts[1:], k_packed.size) - 1  # inclusive.
-    h_starts = np.flatnonzero(np.diff(h_packed, prepend=-1))
-    # H runs met by each K run's left-end range [i0, i1 + L - 1].
-    first = np.searchsorted(h_starts, k_starts, side="right") - 1
-    last = np.searchsorted(h_starts, k_stops + (_NUM_LEFT - 1), side="right") - 1
-    sizes = last - first + 1
-    # Ragged enumeration: for K run q, H runs first[q] .. last[q].
-    owner = np.repeat(np.arange(sizes.size), sizes)
-    h_run = np.arange(owner.size) - np.repeat(np.cumsum(sizes) - sizes, sizes) + first[owner]
-    index = k_packed[k_starts][owner] - h_packed[h_starts][h_run]
-    np.maximum(index, 0, out=index)
-    return float(table.take(index).max())
+  Args:
+    peaky, other: sorted samples; ``peaky`` has the smaller spread.
+    table: flat :func:`_epsilon_table` with ``peaky`` positive.
+  """
+  ncol = other.size + 1
+  right = peaky[-1] + _RIGHT_OFFSETS
+  left = peaky[0] + _LEFT_OFFSETS
+  k_packed = np.searchsorted(peaky, right, side="right") * ncol + np.searchsorted(
+    other, right, side="right"
+  )  # [R], non-decreasing.
+  h_packed = np.searchsorted(peaky, left, side="left") * ncol + np.searchsorted(
+    other, left, side="left"
+  )  # [R + L - 1], non-decreasing.
+  # Runs of equal K over right ends i, and of equal H over left ends k.
+  k_starts = np.flatnonzero(np.diff(k_packed, prepend=-1))
+  k_stops = np.append(k_starts[1:], k_packed.size) - 1  # inclusive.
+  h_starts = np.flatnonzero(np.diff(h_packed, prepend=-1))
+  # H runs met by each K run's left-end range [i0, i1 + L - 1].
+  first = np.searchsorted(h_starts, k_starts, side="right") - 1
+  last = np.searchsorted(h_starts, k_stops + (_NUM_LEFT - 1), side="right") - 1
+  sizes = last - first + 1
+  # Ragged enumeration: for K run q, H runs first[q] .. last[q].
+  owner = np.repeat(np.arange(sizes.size), sizes)
+  h_run = np.arange(owner.size) - np.repeat(np.cumsum(sizes) - sizes, sizes) + first[owner]
+  index = k_packed[k_starts][owner] - h_packed[h_starts][h_run]
+  np.maximum(index, 0, out=index)
+  return float(table.take(index).max())
 
 
 def _validate_confidences(unlearned_conf, retrained_conf):
-    u = np.asarray(unlearned_conf, dtype=np.float64)
-    r = np.asarray(retrained_conf, dtype=np.float64)
-    for name, a in (("unlearned_conf", u), ("retrained_conf", r)):
-        if a.ndim != 2:
-            raise ValueError(f"{name} must be [num_models, num_examples], got shape {a.shape}")
-        if a.shape[0] < 2:
-            raise ValueError(f"{name} needs at least 2 models, got {a.shape[0]}")
-        if a.shape[1] == 0:
-            raise ValueError(f"{name} has no examples")
-        if not np.all(np.isfinite(a)):
-            raise ValueError(f"{name} has non-finite values")
-    if u.shape[1] != r.shape[1]:
-        raise ValueError(f"different numbers of examples: {u.shape[1]} vs {r.shape[1]}")
-    return u, r
+  u = np.asarray(unlearned_conf, dtype=np.float64)
+  r = np.asarray(retrained_conf, dtype=np.float64)
+  for name, a in (("unlearned_conf", u), ("retrained_conf", r)):
+    if a.ndim != 2:
+      raise ValueError(f"{name} must be [num_models, num_examples], got shape {a.shape}")
+    if a.shape[0] < 2:
+      raise ValueError(f"{name} needs at least 2 models, got {a.shape[0]}")
+    if a.shape[1] == 0:
+      raise ValueError(f"{name} has no examples")
+    if not np.all(np.isfinite(a)):
+      raise ValueError(f"{name} has non-finite values")
+  if u.shape[1] != r.shape[1]:
+    raise ValueError(f"different numbers of examples: {u.shape[1]} vs {r.shape[1]}")
+  return u, r
 
 
 def per_example_epsilon(
-    unlearned_conf: Any,
-    retrained_conf: Any,
-    *,
-    delta: float = DELTA,
-    cap: float = EPSILON_CAP,
-    chunk_size: int = 256,
+  unlearned_conf: Any,
+  retrained_conf: Any,
+  *,
+  delta: float = DELTA,
+  cap: float = EPSILON_CAP,
+  chunk_size: int = 256,
 ) -> np.ndarray:
-    """Per-example ε of (ε, δ)-indistinguishability between unlearned and retrained models.
+  """Per-example ε of (ε, δ)-indistinguishability between unlearned and retrained models.
 
-    Definition (Triantafillou et al. 2024; ``50-metrics.md`` §3.2): for each forget
-    example, the largest ε certified by any rule of the single- and double-threshold families,
-    ``ε = max(log(1 - δ - FPR) - log(FNR), log(1 - δ - FNR) - log(FPR))`` clipped at 0, with rules
-    having exactly one of FPR, FNR zero discarded and perfect separation giving ``∞``; capped at
-    ``cap``. A sample whose spread (max - min) is below 1 % of the other's gives ``cap``. See the
-    module docstring for the grids and for the (minor) differences from the official code.
+  Definition (Triantafillou et al. 2024; ``50-metrics.md`` §3.2): for each forget
+  example, the largest ε certified by any rule of the single- and double-threshold families,
+  ``ε = max(log(1 - δ - FPR) - log(FNR), log(1 - δ - FNR) - log(FPR))`` clipped at 0, with rules
+  having exactly one of FPR, FNR zero discarded and perfect separation giving ``∞``; capped at
+  ``cap``. A sample whose spread (max - min) is below 1 % of the other's gives ``cap``. See the
+  module docstring for the grids and for the (minor) differences from the official code.
 
-    The positive sample of the single-threshold family is the one with the larger median (ties:
-    unlearned); the positive sample of the double-threshold family is the one with the smaller
-    spread (ties: the one with the smaller median), as in the official code.
+  The positive sample of the single-threshold family is the one with the larger median (ties:
+  unlearned); the positive sample of the double-threshold family is the one with the smaller
+  spread (ties: the one with the smaller median), as in the official code.
 
-    Args:
-      unlearned_conf: ``[M_u, n]`` logit-scaled confidences of ``n`` forget examples under
-        ``M_u >= 2`` unlearned models.
-      retrained_conf: ``[M_r, n]`` the same under ``M_r >= 2`` retrained models. ``M_r`` may differ
-        from ``M_u`` (rates are fractions of each sample); the challenge uses ``M_u = M_r = 512``.
-      delta: the δ of the definition.
-      cap: ε larger than this (including ``∞``) is reported as ``cap``.
-      chunk_size: examples sorted at a time: memory is ``~(M_u + M_r) * chunk_size`` floats, plus
-        two ``(M + 1)^2`` ε tables (fine up to a few thousand models) and per-example work arrays
-        of at most ``min(2M + 1, 400)^2`` entries.
+  Args:
+    unlearned_conf: ``[M_u, n]`` logit-scaled confidences of ``n`` forget examples under
+      ``M_u >= 2`` unlearned models.
+    retrained_conf: ``[M_r, n]`` the same under ``M_r >= 2`` retrained models. ``M_r`` may differ
+      from ``M_u`` (rates are fractions of each sample); the challenge uses ``M_u = M_r = 512``.
+    delta: the δ of the definition.
+    cap: ε larger than this (including ``∞``) is reported as ``cap``.
+    chunk_size: examples sorted at a time: memory is ``~(M_u + M_r) * chunk_size`` floats, plus
+      two ``(M + 1)^2`` ε tables (fine up to a few thousand models) and per-example work arrays
+      of at most ``min(2M + 1, 400)^2`` entries.
 
-    Returns:
-      ``float64`` array ``[n]`` with values in ``[0, cap]``.
+  Returns:
+    ``float64`` array ``[n]`` with values in ``[0, cap]``.
 
-    Raises:
-      ValueError: on shapes that are not ``[M >= 2, n >= 1]`` with equal ``n``, non-finite values,
-        or invalid ``delta``/``cap``/``chunk_size``.
-    """
-    u, r = _validate_confidences(unlearned_conf, retrained_conf)
-    if not 0.0 <= delta < 1.0:
-        raise ValueError(f"delta must lie in [0, 1), got {delta}")
-    if not cap > 0:
-        raise ValueError(f"cap must be > 0, got {cap}")
-    if chunk_size < 1:
-        raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
-    num_u, num_r = u.shape[0], r.shape[0]
-    n = u.shape[1]
-    # Index tables by (#positive-sample models predicted positive, #negative-sample ...).
-    table_u_pos = _epsilon_table(num_u, num_r, delta)
-    table_r_pos = table_u_pos if num_u == num_r else _epsilon_table(num_r, num_u, delta)
+  Raises:
+    ValueError: on shapes that are not ``[M >= 2, n >= 1]`` with equal ``n``, non-finite values,
+      or invalid ``delta``/``cap``/``chunk_size``.
+  """
+  u, r = _validate_confidences(unlearned_conf, retrained_conf)
+  if not 0.0 <= delta < 1.0:
+    raise ValueError(f"delta must lie in [0, 1), got {delta}")
+  if not cap > 0:
+    raise ValueError(f"cap must be > 0, got {cap}")
+  if chunk_size < 1:
+    raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
+  num_u, num_r = u.shape[0], r.shape[0]
+  n = u.shape[1]
+  # Index tables by (#positive-sample models predicted positive, #negative-sample ...).
+  table_u_pos = _epsilon_table(num_u, num_r, delta)
+  table_r_pos = table_u_pos if num_u == num_r else _epsilon_table(num_r, num_u, delta)
 
-    eps = np.empty(n, dtype=np.float64)
-    for start in range(0, n, chunk_size):
-        stop = min(start + chunk_size, n)
-        us = np.sort(u[:, start:stop], axis=0).T  # [chunk, M_u], each row sorted.
-        rs = np.sort(r[:, start:stop], axis=0).T
-        retrain_is_pos = np.median(rs, axis=1) > np.median(us, axis=1)
-        u_spread = us[:, -1] - us[:, 0]
-        r_spread = rs[:, -1] - rs[:, 0]
-        collapsed = np.minimum(u_spread, r_spread) < COLLAPSE_RATIO * np.maximum(u_spread, r_spread)
-        for j in range(stop - start):
-            if collapsed[j]:
-                eps[start + j] = np.inf
-                continue
-            if retrain_is_pos[j]:
-                pos, neg, t_pos, t_neg = rs[j], us[j], table_r_pos, table_u_pos
-            else:
-                pos, neg, t_pos, t_neg = us[j], rs[j], table_u_pos, table_r_pos
-            best = _single_threshold_max(pos, neg, t_pos)
-            # Peaky = smaller spread; on ties the larger-median (positive) sample is *not* peaky.
-            if pos[-1] - pos[0] < neg[-1] - neg[0]:
-                best = max(best, _double_threshold_max(pos, neg, t_pos))
-            else:
-                best = max(best, _double_threshold_max(neg, pos, t_neg))
-            eps[start + j] = best
-    # No surviving rule (-inf) means no evidence of a difference: ε = 0.
-    return np.clip(eps, 0.0, cap)
+  eps = np.empty(n, dtype=np.float64)
+  for start in range(0, n, chunk_size):
+    stop = min(start + chunk_size, n)
+    us = np.sort(u[:, start:stop], axis=0).T  # [chunk, M_u], each row sorted.
+    rs = np.sort(r[:, start:stop], axis=0).T
+    retrain_is_pos = np.median(rs, axis=1) > np.median(us, axis=1)
+    u_spread = us[:, -1] - us[:, 0]
+    r_spread = rs[:, -1] - rs[:, 0]
+    collapsed = np.minimum(u_spread, r_spread) < COLLAPSE_RATIO * np.maximum(u_spread, r_spread)
+    for j in range(stop - start):
+      if collapsed[j]:
+        eps[start + j] = np.inf
+        continue
+      if retrain_is_pos[j]:
+        pos, neg, t_pos, t_neg = rs[j], us[j], table_r_pos, table_u_pos
+      else:
+        pos, neg, t_pos, t_neg = us[j], rs[j], table_u_pos, table_r_pos
+      best = _single_threshold_max(pos, neg, t_pos)
+      # Peaky = smaller spread; on ties the larger-median (positive) sample is *not* peaky.
+      if pos[-1] - pos[0] < neg[-1] - neg[0]:
+        best = max(best, _double_threshold_max(pos, neg, t_pos))
+      else:
+        best = max(best, _double_threshold_max(neg, pos, t_neg))
+      eps[start + j] = best
+  # No surviving rule (-inf) means no evidence of a difference: ε = 0.
+  return np.clip(eps, 0.0, cap)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -355,162 +353,162 @@ def per_example_epsilon(
 
 
 def num_score_bins(num_models: int) -> int:
-    """Number of half-unit ε bins that earn points: ``2 * ceil(ln(num_models - 1))``."""
-    if num_models < 2:
-        raise ValueError(f"num_models must be >= 2, got {num_models}")
-    return int(round(2 * math.ceil(math.log(num_models - 1))))
+  """Number of half-unit ε bins that earn points: ``2 * ceil(ln(num_models - 1))``."""
+  if num_models < 2:
+    raise ValueError(f"num_models must be >= 2, got {num_models}")
+  return int(round(2 * math.ceil(math.log(num_models - 1))))
 
 
 def forget_score(eps: Any, num_models: int) -> float:
-    """Forget score of the NeurIPS 2023 unlearning challenge from per-example ε.
+  """Forget score of the NeurIPS 2023 unlearning challenge from per-example ε.
 
-    Each ε earns ``2^{-k}`` points where ``k = floor(ε / 0.5)`` is its half-unit bin
-    (``[0, 0.5) -> 1``, ``[0.5, 1) -> 1/2``, ``[1, 1.5) -> 1/4``, ...), for bins lying below
-    ``ceil(ln(num_models - 1))``, i.e. ``k < 2 * ceil(ln(num_models - 1))``; larger ε earns 0.
-    The score is the mean over examples (Triantafillou et al. 2024; ``50-metrics.md`` §3.3). The
-    log is natural, as in the official code: ``ln(M - 1)`` is about the largest finite ε that ``M``
-    models per sample can certify (``FPR = 1/M``, ``FNR ≈ 1``). With ``M = 2`` no bin earns points.
+  Each ε earns ``2^{-k}`` points where ``k = floor(ε / 0.5)`` is its half-unit bin
+  (``[0, 0.5) -> 1``, ``[0.5, 1) -> 1/2``, ``[1, 1.5) -> 1/4``, ...), for bins lying below
+  ``ceil(ln(num_models - 1))``, i.e. ``k < 2 * ceil(ln(num_models - 1))``; larger ε earns 0.
+  The score is the mean over examples (Triantafillou et al. 2024; ``50-metrics.md`` §3.3). The
+  log is natural, as in the official code: ``ln(M - 1)`` is about the largest finite ε that ``M``
+  models per sample can certify (``FPR = 1/M``, ``FNR ≈ 1``). With ``M = 2`` no bin earns points.
 
-    Args:
-      eps: per-example ε ``[n]``, non-negative.
-      num_models: models per sample (``M``); 512 in the challenge.
+  Args:
+    eps: per-example ε ``[n]``, non-negative.
+    num_models: models per sample (``M``); 512 in the challenge.
 
-    Returns:
-      The forget score in ``[0, 1]``.
+  Returns:
+    The forget score in ``[0, 1]``.
 
-    Raises:
-      ValueError: on empty, negative or NaN ε, or ``num_models < 2``.
-    """
-    e = np.asarray(eps, dtype=np.float64).reshape(-1)
-    if e.size == 0:
-        raise ValueError("eps is empty")
-    if np.any(np.isnan(e)) or np.any(e < 0):
-        raise ValueError("eps must be non-negative and not NaN")
-    num_bins = num_score_bins(num_models)
-    k = np.floor(np.minimum(e, 1e6) / BIN_WIDTH)
-    points = np.where(k < num_bins, np.exp2(-np.minimum(k, 1e3)), 0.0)
-    return float(points.mean())
+  Raises:
+    ValueError: on empty, negative or NaN ε, or ``num_models < 2``.
+  """
+  e = np.asarray(eps, dtype=np.float64).reshape(-1)
+  if e.size == 0:
+    raise ValueError("eps is empty")
+  if np.any(np.isnan(e)) or np.any(e < 0):
+    raise ValueError("eps must be non-negative and not NaN")
+  num_bins = num_score_bins(num_models)
+  k = np.floor(np.minimum(e, 1e6) / BIN_WIDTH)
+  points = np.where(k < num_bins, np.exp2(-np.minimum(k, 1e3)), 0.0)
+  return float(points.mean())
 
 
 def _mean_accuracy(name: str, value: Any) -> float:
-    a = np.asarray(value, dtype=np.float64)
-    if a.size == 0 or not np.all(np.isfinite(a)) or np.any(a < 0) or np.any(a > 1):
-        raise ValueError(f"{name} must be accuracies in [0, 1], got {value!r}")
-    return float(a.mean())
+  a = np.asarray(value, dtype=np.float64)
+  if a.size == 0 or not np.all(np.isfinite(a)) or np.any(a < 0) or np.any(a > 1):
+    raise ValueError(f"{name} must be accuracies in [0, 1], got {value!r}")
+  return float(a.mean())
 
 
 def forgetting_quality(
-    unlearned_conf: Any,
-    retrained_conf: Any,
-    *,
-    retain_acc_unlearned: Any,
-    retain_acc_retrained: Any,
-    test_acc_unlearned: Any,
-    test_acc_retrained: Any,
-    delta: float = DELTA,
+  unlearned_conf: Any,
+  retrained_conf: Any,
+  *,
+  retain_acc_unlearned: Any,
+  retain_acc_retrained: Any,
+  test_acc_unlearned: Any,
+  test_acc_retrained: Any,
+  delta: float = DELTA,
 ) -> dict[str, Any]:
-    """Final score of the NeurIPS 2023 Machine Unlearning challenge.
+  """Final score of the NeurIPS 2023 Machine Unlearning challenge.
 
-    ``score = forget_score × (RA_unlearned / RA_retrained) × (TA_unlearned / TA_retrained)`` with
-    RA/TA the mean retain/test accuracies over models (Triantafillou et al. 2024;
-    ``50-metrics.md`` §3.4). The accuracy ratios are not clipped at 1.
+  ``score = forget_score × (RA_unlearned / RA_retrained) × (TA_unlearned / TA_retrained)`` with
+  RA/TA the mean retain/test accuracies over models (Triantafillou et al. 2024;
+  ``50-metrics.md`` §3.4). The accuracy ratios are not clipped at 1.
 
-    Args:
-      unlearned_conf: ``[M_u, n]`` logit-scaled confidences of the forget set under the unlearned
-        models (see :func:`logit_scaled_confidence`).
-      retrained_conf: ``[M_r, n]`` the same under the retrained models.
-      retain_acc_unlearned: retain accuracy of the unlearned models (a scalar or one per model;
-        the mean is used). The other three accuracy arguments likewise.
-      retain_acc_retrained: retain accuracy of the retrained models (must be > 0).
-      test_acc_unlearned: test accuracy of the unlearned models.
-      test_acc_retrained: test accuracy of the retrained models (must be > 0).
-      delta: the δ of the definition.
+  Args:
+    unlearned_conf: ``[M_u, n]`` logit-scaled confidences of the forget set under the unlearned
+      models (see :func:`logit_scaled_confidence`).
+    retrained_conf: ``[M_r, n]`` the same under the retrained models.
+    retain_acc_unlearned: retain accuracy of the unlearned models (a scalar or one per model;
+      the mean is used). The other three accuracy arguments likewise.
+    retain_acc_retrained: retain accuracy of the retrained models (must be > 0).
+    test_acc_unlearned: test accuracy of the unlearned models.
+    test_acc_retrained: test accuracy of the retrained models (must be > 0).
+    delta: the δ of the definition.
 
-    Returns:
-      ``{"score", "forget_score", "retain_ratio", "test_ratio", "eps" ([n] array),
-      "num_models" (used for the bins: ``min(M_u, M_r)``), "num_bins", "mean_eps"}``.
-    """
-    ra_u = _mean_accuracy("retain_acc_unlearned", retain_acc_unlearned)
-    ra_r = _mean_accuracy("retain_acc_retrained", retain_acc_retrained)
-    ta_u = _mean_accuracy("test_acc_unlearned", test_acc_unlearned)
-    ta_r = _mean_accuracy("test_acc_retrained", test_acc_retrained)
-    if ra_r == 0 or ta_r == 0:
-        raise ValueError("retrained accuracies must be > 0 (they are denominators)")
-    eps = per_example_epsilon(unlearned_conf, retrained_conf, delta=delta)
-    num_models = min(np.shape(unlearned_conf)[0], np.shape(retrained_conf)[0])
-    fs = forget_score(eps, num_models)
-    retain_ratio, test_ratio = ra_u / ra_r, ta_u / ta_r
-    return {
-        "score": fs * retain_ratio * test_ratio,
-        "forget_score": fs,
-        "retain_ratio": retain_ratio,
-        "test_ratio": test_ratio,
-        "eps": eps,
-        "mean_eps": float(eps.mean()),
-        "num_models": int(num_models),
-        "num_bins": num_score_bins(num_models),
-    }
+  Returns:
+    ``{"score", "forget_score", "retain_ratio", "test_ratio", "eps" ([n] array),
+    "num_models" (used for the bins: ``min(M_u, M_r)``), "num_bins", "mean_eps"}``.
+  """
+  ra_u = _mean_accuracy("retain_acc_unlearned", retain_acc_unlearned)
+  ra_r = _mean_accuracy("retain_acc_retrained", retain_acc_retrained)
+  ta_u = _mean_accuracy("test_acc_unlearned", test_acc_unlearned)
+  ta_r = _mean_accuracy("test_acc_retrained", test_acc_retrained)
+  if ra_r == 0 or ta_r == 0:
+    raise ValueError("retrained accuracies must be > 0 (they are denominators)")
+  eps = per_example_epsilon(unlearned_conf, retrained_conf, delta=delta)
+  num_models = min(np.shape(unlearned_conf)[0], np.shape(retrained_conf)[0])
+  fs = forget_score(eps, num_models)
+  retain_ratio, test_ratio = ra_u / ra_r, ta_u / ta_r
+  return {
+    "score": fs * retain_ratio * test_ratio,
+    "forget_score": fs,
+    "retain_ratio": retain_ratio,
+    "test_ratio": test_ratio,
+    "eps": eps,
+    "mean_eps": float(eps.mean()),
+    "num_models": int(num_models),
+    "num_bins": num_score_bins(num_models),
+  }
 
 
 def oracle_ceiling(
-    retrained_conf: Any,
-    *,
-    seed: int = 0,
-    split: tuple[Any, Any] | None = None,
-    delta: float = DELTA,
+  retrained_conf: Any,
+  *,
+  seed: int = 0,
+  split: tuple[Any, Any] | None = None,
+  delta: float = DELTA,
 ) -> dict[str, Any]:
-    """Attainable forgetting-quality score: retrained models against disjoint retrained models.
+  """Attainable forgetting-quality score: retrained models against disjoint retrained models.
 
-    The ``M`` retrained models are shuffled (``numpy.random.default_rng(seed)``) and split into two
-    disjoint halves of ``M // 2`` models (one model is left out when ``M`` is odd); one half plays
-    the "unlearned" models, the other the retrained ones, with accuracy ratios of 1. Two samples of
-    one distribution do not score 1 at finite ``M`` (the threshold search finds sampling noise in
-    the tails), so this, not 1, is the ceiling to show beside methods (``50-metrics.md`` §3.5).
-    Note that it is computed with ``M // 2`` models per sample, hence ``2 * ceil(ln(M // 2 - 1))``
-    bins. With ``split=(a, b)`` the two groups are given instead: the models ``a`` play the
-    unlearned ones, ``b`` the retrained ones (disjoint, of equal size ``>= 2``); a report uses it to
-    score the ceiling against the same retrained models its methods are scored against.
+  The ``M`` retrained models are shuffled (``numpy.random.default_rng(seed)``) and split into two
+  disjoint halves of ``M // 2`` models (one model is left out when ``M`` is odd); one half plays
+  the "unlearned" models, the other the retrained ones, with accuracy ratios of 1. Two samples of
+  one distribution do not score 1 at finite ``M`` (the threshold search finds sampling noise in
+  the tails), so this, not 1, is the ceiling to show beside methods (``50-metrics.md`` §3.5).
+  Note that it is computed with ``M // 2`` models per sample, hence ``2 * ceil(ln(M // 2 - 1))``
+  bins. With ``split=(a, b)`` the two groups are given instead: the models ``a`` play the
+  unlearned ones, ``b`` the retrained ones (disjoint, of equal size ``>= 2``); a report uses it to
+  score the ceiling against the same retrained models its methods are scored against.
 
-    Args:
-      retrained_conf: ``[M, n]`` logit-scaled confidences under ``M >= 4`` retrained models.
-      seed: seed of the random split (ignored when ``split`` is given).
-      split: optional ``(a, b)``, two disjoint index sequences of equal length.
-      delta: the δ of the definition.
+  Args:
+    retrained_conf: ``[M, n]`` logit-scaled confidences under ``M >= 4`` retrained models.
+    seed: seed of the random split (ignored when ``split`` is given).
+    split: optional ``(a, b)``, two disjoint index sequences of equal length.
+    delta: the δ of the definition.
 
-    Returns:
-      The :func:`forgetting_quality` dict (``score == forget_score``) plus ``"split"``: the two
-      arrays of model indices.
-    """
-    r = np.asarray(retrained_conf, dtype=np.float64)
-    if r.ndim != 2 or r.shape[0] < 4:
-        raise ValueError(f"retrained_conf must be [M >= 4, n], got shape {r.shape}")
-    if split is None:
-        perm = np.random.default_rng(seed).permutation(r.shape[0])
-        half = r.shape[0] // 2
-        a, b = np.sort(perm[:half]), np.sort(perm[half : 2 * half])
-    else:
-        a, b = (np.asarray(i, dtype=np.int64).reshape(-1) for i in split)
-        if (
-            len(a) != len(b)
-            or len(a) < 2
-            or np.intersect1d(a, b).size
-            or len(np.unique(a)) != len(a)
-            or len(np.unique(b)) != len(b)
-            or min(a.min(), b.min()) < 0
-            or max(a.max(), b.max()) >= r.shape[0]
-        ):
-            raise ValueError(
-                f"split must be two disjoint groups of >= 2 distinct model indices in "
-                f"[0, {r.shape[0]}) of equal size, got {a.tolist()} and {b.tolist()}"
-            )
-    out = forgetting_quality(
-        r[a],
-        r[b],
-        retain_acc_unlearned=1.0,
-        retain_acc_retrained=1.0,
-        test_acc_unlearned=1.0,
-        test_acc_retrained=1.0,
-        delta=delta,
-    )
-    out["split"] = (a, b)
-    return out
+  Returns:
+    The :func:`forgetting_quality` dict (``score == forget_score``) plus ``"split"``: the two
+    arrays of model indices.
+  """
+  r = np.asarray(retrained_conf, dtype=np.float64)
+  if r.ndim != 2 or r.shape[0] < 4:
+    raise ValueError(f"retrained_conf must be [M >= 4, n], got shape {r.shape}")
+  if split is None:
+    perm = np.random.default_rng(seed).permutation(r.shape[0])
+    half = r.shape[0] // 2
+    a, b = np.sort(perm[:half]), np.sort(perm[half : 2 * half])
+  else:
+    a, b = (np.asarray(i, dtype=np.int64).reshape(-1) for i in split)
+    if (
+      len(a) != len(b)
+      or len(a) < 2
+      or np.intersect1d(a, b).size
+      or len(np.unique(a)) != len(a)
+      or len(np.unique(b)) != len(b)
+      or min(a.min(), b.min()) < 0
+      or max(a.max(), b.max()) >= r.shape[0]
+    ):
+      raise ValueError(
+        f"split must be two disjoint groups of >= 2 distinct model indices in "
+        f"[0, {r.shape[0]}) of equal size, got {a.tolist()} and {b.tolist()}"
+      )
+  out = forgetting_quality(
+    r[a],
+    r[b],
+    retain_acc_unlearned=1.0,
+    retain_acc_retrained=1.0,
+    test_acc_unlearned=1.0,
+    test_acc_retrained=1.0,
+    delta=delta,
+  )
+  out["split"] = (a, b)
+  return out
