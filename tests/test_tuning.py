@@ -89,7 +89,7 @@ def test_tune_picks_the_argmin_and_resumes(tmp_path, monkeypatch):
   # A rerun computes nothing new; a widened grid runs only the new point.
   def fail(*args, **kwargs):
     raise AssertionError("a finished candidate was run again")
-  monkeypatch.setattr(tune_pipeline, "run_method", fail)
+  monkeypatch.setattr(unlearn_pipeline, "apply_method", fail)
   tune_pipeline.run_tune(config, tmp_path)
   assert len(io.read_jsonl(tmp_path / "tuning" / "ga.jsonl")) == 2
   # A new dimension whose only value is the one already used reruns nothing either.

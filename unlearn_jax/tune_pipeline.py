@@ -25,7 +25,7 @@ import numpy as np
 from absl import logging
 
 from unlearn_jax import io, pipeline, tuning, unlearn_pipeline
-from unlearn_jax.methods import get_method, merged_config, run_method
+from unlearn_jax.methods import get_method, merged_config
 
 
 def tune_dir(workdir) -> Path:
@@ -79,7 +79,7 @@ def tune_method(exp: pipeline.Experiment, name: str, original, data) -> dict[str
       rows.append({**done[key], "point": io.to_jsonable(point)})
       continue
     t0 = time.perf_counter()
-    result = run_method(name, original, data, hp, keys)
+    result = unlearn_pipeline.apply_method(exp, name, hp, original, data, keys)
     state = jax.block_until_ready(result.state)
     errors = _errors(state, splits, config)
     diverged = np.atleast_1d(np.asarray(result.diverged, bool)).tolist()

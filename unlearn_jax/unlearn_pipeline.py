@@ -173,6 +173,16 @@ def _finished(result_path: Path, hparams: dict, seeds) -> bool:
           and r.get("seeds") == list(seeds))
 
 
+def apply_method(exp: pipeline.Experiment, name: str, hparams: dict, original: TrainState,
+                 data: UnlearnData, keys):
+  """Run method `name` on the original models (the pipeline's extra inputs included: for
+  `single_gradient` with reference="initial", w_0 = the original group's initialization)."""
+  if name == "single_gradient" and hparams.get("reference") == "initial":
+    return get_method(name).unlearn(original, data, hparams, keys,
+                                    reference_state=initial_state(exp, "original"))
+  return run_method(name, original, data, hparams, keys)
+
+
 def run_one_method(exp: pipeline.Experiment, name: str, hparams: Any, original: TrainState,
                    data: UnlearnData, splits: Mapping[str, tuple]) -> dict:
   """Run (or reuse) method `name` and save its checkpoint, logits and result.json.
@@ -204,12 +214,7 @@ def run_one_method(exp: pipeline.Experiment, name: str, hparams: Any, original: 
     record["uses_forget"] = bool(get_method(name).USES_FORGET)
     keys = method_keys(seeds, name)
     cpu0 = time.process_time()
-    if name == "single_gradient" and hparams.get("reference") == "initial":
-      # w_0 = the original group's initialization (reproducible from its keys)
-      result = get_method(name).unlearn(original, data, hparams, keys,
-                                        reference_state=initial_state(exp, "original"))
-    else:
-      result = run_method(name, original, data, hparams, keys)
+    result = apply_method(exp, name, hparams, original, data, keys)
     state = jax.block_until_ready(result.state)
     cpu_s = time.process_time() - cpu0  # CPU time of all threads: robust to a shared machine
     with Checkpointer(out / "checkpoint", max_to_keep=1) as ckpt:
