@@ -132,6 +132,21 @@ def test_oracle_seeds_add_models_without_changing_the_first_ones(tmp_path):
   config.oracle_seeds = (0, 1, 1)
   with pytest.raises(ValueError, match="oracle_seeds lists a seed twice"):
     pipeline.setup(config, tmp_path / "dup")
+  # Unset, the oracle seeds follow a --config.seeds override and are recorded resolved.
+  config = train_config.get_config("dataset=digits")
+  config.seeds = (0, 1, 2, 3, 4)
+  exp = pipeline.setup(config, tmp_path / "five")
+  assert exp.group_seeds("oracle") == tuple(range(10))
+  assert io.read_json(tmp_path / "five" / "config.json")["oracle_seeds"] == list(range(10))
+  # A workdir recorded before oracle_seeds existed is refused with the way to reuse it.
+  stored = io.read_json(tmp_path / "five" / "config.json")
+  del stored["oracle_seeds"]
+  io.atomic_write_json(tmp_path / "five" / "config.json", stored)
+  with pytest.raises(ValueError, match="pass oracle_seeds=5 in the config argument"):
+    pipeline.setup(train_config.get_config("dataset=digits,seeds=5"), tmp_path / "five")
+  exp = pipeline.setup(train_config.get_config("dataset=digits,seeds=5,oracle_seeds=5"),
+                       tmp_path / "five")
+  assert exp.group_seeds("oracle") == tuple(range(5))
 
 
 def test_workdir_made_with_another_config_is_refused(tmp_path):

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from experiments.configs import unlearn as unlearn_config
-from unlearn_jax import io, unlearn_pipeline
+from unlearn_jax import io, pipeline, unlearn_pipeline
 from unlearn_jax.methods import METHODS
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -106,7 +106,11 @@ def test_config_arguments():
   assert config.method_configs.finetune.epochs >= 1  # the method's DEFAULTS, overridable
   default = unlearn_config.get_config()
   assert default.data.name == "mnist5k" and len(default.seeds) == 3
-  assert default.oracle_seeds == tuple(range(6))  # room for the oracle-vs-oracle FQ ceiling
+  # Unset oracle_seeds = twice the seeds (room for the oracle-vs-oracle FQ ceiling), resolved
+  # when the experiment is set up so that --config.seeds overrides carry over.
+  assert default.oracle_seeds is None
+  assert pipeline.default_oracle_seeds(default.seeds) == tuple(range(6))
+  assert pipeline.default_oracle_seeds((3, 7)) == (3, 7, 8, 9)
   assert unlearn_config.get_config("seeds=2,oracle_seeds=3").oracle_seeds == (0, 1, 2)
   # Tuned per-dataset values override the module DEFAULTS for that dataset only.
   from unlearn_jax.methods import method_defaults

@@ -159,7 +159,8 @@ def test_forgetting_quality_ceiling_and_cost(workdir):
                                        test_acc_retrained=1)
   assert results["oracle_ceiling"]["score"] == pytest.approx(ceiling["score"])
   assert results["oracle_ceiling"]["num_models"] == 3
-  assert "config.oracle_seeds to 12" in results["oracle_ceiling"]["note"]
+  assert "M = 3, not the methods' 6" in results["oracle_ceiling"]["note"]
+  assert "oracle_seeds=12 in the config argument" in results["oracle_ceiling"]["note"]
   assert results["groups"]["oracle"]["fq"]["score"] == pytest.approx(ceiling["score"])
   # Cost relative to the oracle (retraining).
   assert g["cost_relative"]["wall_s"] == pytest.approx(2.0 / 8.0)  # 6 models in each group
@@ -306,4 +307,33 @@ def test_ceiling_needs_two_groups_of_three_oracle_models():
   # With 2 method seeds the ceiling is still shown at M = 3, noted as such.
   c = report._ceiling(conf, 2)
   assert c["num_models"] == 3 and "M = 3, not the methods' 2" in c["note"]
+  c = report._ceiling(conf[:5], 3, num_diverged=1)
+  assert c["score"] is None and "1 diverged oracle seed(s) left out" in c["note"]
   assert report.fq_reference(3, 6) == (3, 3) and report.fq_reference(6, 6) == (6, 3)
+
+
+def test_diverged_oracle_seed_is_left_out_of_the_ceiling(tmp_path):
+  """6 oracle seeds, one non-finite: 5 kept leave no two groups of 3, and the note says why;
+  methods are still scored against the first 3 kept oracle models."""
+  rng = np.random.default_rng(3)
+  labels = {s: rng.integers(0, C, n) for s, n in SIZES.items()}
+  strengths = {"original": [3.0] * 3, "oracle": [1.5, 1.4, 1.7, 1.6, 1.5, 1.8],
+               "m": [2.0, 1.8, 2.2]}
+  _fake_workdir(tmp_path, rng, labels, 3, 6, strengths)
+  with np.load(tmp_path / "eval" / "oracle.npz") as f:
+    arrays = {k: f[k] for k in f.files}
+  for s in SIZES:
+    arrays[f"{s}_logits"][1] = np.nan  # oracle seed 1 diverged
+  np.savez(tmp_path / "eval" / "oracle.npz", **arrays)
+  summary = report.evaluate_workdir(tmp_path)
+  results = io.read_json(tmp_path / "results.json")
+  assert results["groups"]["oracle"]["status"] == "1/6 diverged"
+  assert results["oracle_ceiling"]["score"] is None
+  assert "1 diverged oracle seed(s) left out" in results["oracle_ceiling"]["note"]
+  conf = lambda i: metrics.logit_scaled_confidence(arrays["forget_logits"][i], labels["forget"])
+  m = _load(tmp_path, "m")
+  mconf = np.stack([metrics.logit_scaled_confidence(m["forget_logits"][i], labels["forget"])
+                    for i in range(3)])
+  eps = metrics.per_example_epsilon(mconf, np.stack([conf(0), conf(2), conf(3)]))
+  assert results["groups"]["m"]["fq"]["mean_eps"] == pytest.approx(float(np.mean(eps)))
+  assert summary["oracle_seeds"] == list(range(6))

@@ -15,10 +15,13 @@ PROGRAM = textwrap.dedent("""
     import sys
     import jax, jax.numpy as jnp
     from unlearn_jax import runtime
+    events = []
+    jax.monitoring.register_event_listener(lambda name, **kw: events.append(name))
     runtime.configure_from_config({"deterministic": True, "matmul_precision": "highest",
                                    "compilation_cache": sys.argv[1]})
     f = jax.jit(lambda x: jnp.tanh(x @ x.T).sum())
     print(float(f(jnp.arange(12.0).reshape(3, 4) / 10)))
+    print(events.count("/jax/compilation_cache/cache_hits"))
 """)
 
 
@@ -27,16 +30,17 @@ def run(cache_dir):
   out = subprocess.run([sys.executable, "-c", PROGRAM, str(cache_dir)], cwd=ROOT, env=env,
                        capture_output=True, text=True, timeout=300)
   assert out.returncode == 0, out.stderr[-2000:]
-  return out.stdout.strip()
+  value, hits = out.stdout.split()
+  return value, int(hits)
 
 
 def test_compilation_cache_is_written_and_reused(tmp_path):
   cache = tmp_path / "xla"
-  first = run(cache)
+  first, hits = run(cache)
   entries = sorted(p.name for p in cache.iterdir())
-  assert entries, "nothing was cached"
-  second = run(cache)  # compiled programs come from the cache: same value, no new entry
-  assert second == first
+  assert entries and hits == 0, "nothing was cached, or a fresh cache had hits"
+  second, hits = run(cache)  # the programs now come from the cache: same value, no new entry
+  assert second == first and hits >= 1
   assert sorted(p.name for p in cache.iterdir()) == entries
 
 

@@ -63,7 +63,11 @@ def _config(space):
 @pytest.mark.slow
 def test_tune_picks_the_argmin_and_resumes(tmp_path, monkeypatch):
   config = _config({"learning_rate": (0.001, 0.2)})
+  unlearn_run = _config({"learning_rate": (0.001,)})  # as if experiments.unlearn ran here first
+  unlearn_run.methods = ("finetune", "ga")
+  pipeline.setup(unlearn_run, tmp_path)
   out = tune_pipeline.run_tune(config, tmp_path)["ga"]
+  assert io.read_json(tmp_path / "config.json")["methods"] == ["finetune", "ga"]  # kept
   rows = io.read_jsonl(tmp_path / "tuning" / "ga.jsonl")
   assert [r["point"] for r in rows] == [{"learning_rate": 0.001}, {"learning_rate": 0.2}]
   by_hand = [np.mean([0.6 * v + 0.4 * abs(f - v) if not d else np.inf

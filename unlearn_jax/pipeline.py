@@ -51,7 +51,7 @@ class Experiment:
     return tuple(int(s) for s in self.config.seeds)
 
   def group_seeds(self, group: str) -> tuple[int, ...]:
-    """The seeds of reference group `group`: `config.oracle_seeds` for the oracle (if set)."""
+    """The seeds of reference group `group`: `config.oracle_seeds` for the oracle."""
     if group == "oracle" and self.config.get("oracle_seeds"):
       return tuple(int(s) for s in self.config.oracle_seeds)
     return self.seeds
@@ -70,25 +70,53 @@ class Experiment:
     }
 
 
+def default_oracle_seeds(seeds) -> tuple[int, ...]:
+  """Twice as many oracle seeds as `seeds`: the seeds themselves, then as many new ones."""
+  seeds = tuple(int(s) for s in seeds)
+  start = max(seeds) + 1
+  return seeds + tuple(range(start, start + len(seeds)))
+
+
+def resolve_oracle_seeds(config) -> None:
+  """Set `config.oracle_seeds` to `default_oracle_seeds(config.seeds)` when it is unset."""
+  if not config.get("oracle_seeds"):
+    config.oracle_seeds = default_oracle_seeds(config.seeds)
+
+
 def _section(config, name):
-  value = config[name]
+  value = config.get(name)
   return io.to_jsonable(value.to_dict() if hasattr(value, "to_dict") else value)
 
 
-def check_workdir_config(config, workdir: Path) -> None:
-  """Write config.json, or check that an existing one used the same result sections."""
+def check_workdir_config(config, workdir: Path, write: bool = True) -> None:
+  """Check that an existing config.json used the same result sections, then write this config
+  (`write=False`: only when there is none yet, e.g. for the tuner, which must not replace the
+  unlearning run's methods and eval settings)."""
   path = workdir / "config.json"
   if path.exists():
     stored = io.read_json(path)
+    legacy = "oracle_seeds" not in stored  # recorded before oracle_seeds: oracle had `seeds`
+    if legacy:
+      stored["oracle_seeds"] = stored.get("seeds")
     differ = [s for s in RESULT_SECTIONS if stored.get(s) != _section(config, s)]
     if differ:
+      hint = ""
+      if "oracle_seeds" in differ and legacy:
+        hint = (f" (made before oracle_seeds existed: its oracle group has the "
+                f"{len(stored.get('seeds') or [])} seeds of `seeds`; pass oracle_seeds="
+                f"{len(stored.get('seeds') or [])} in the config argument to reuse it)")
       raise ValueError(f"workdir {workdir} was made with a different config (sections "
-                       f"{', '.join(differ)} differ); use a fresh --workdir or the same config")
-  io.atomic_write_json(path, config)
+                       f"{', '.join(differ)} differ){hint}; use a fresh --workdir or the same "
+                       "config")
+  if write or not path.exists():
+    io.atomic_write_json(path, config)
 
 
-def setup(config, workdir) -> Experiment:
-  """Load data, build (or reload) the forget set and build the model."""
+def setup(config, workdir, *, write_config: bool = True) -> Experiment:
+  """Load data, build (or reload) the forget set and build the model.
+
+  Resolves an unset `config.oracle_seeds` (in place) before the config is checked and recorded.
+  """
   workdir = Path(workdir).absolute()
   workdir.mkdir(parents=True, exist_ok=True)
   if not len(config.seeds):
@@ -97,7 +125,8 @@ def setup(config, workdir) -> Experiment:
     values = list(config.get(name) or ())
     if len(set(values)) != len(values):
       raise ValueError(f"config.{name} lists a seed twice: {values}; give distinct seeds")
-  check_workdir_config(config, workdir)
+  resolve_oracle_seeds(config)
+  check_workdir_config(config, workdir, write=write_config)
   d = config.data
   dataset = load_dataset(d.name, data_dir=d.data_dir, validation_fraction=d.validation_fraction,
                          test_fraction=d.test_fraction, split_seed=d.split_seed,

@@ -172,23 +172,27 @@ def fq_reference(num_seeds: int, num_oracle: int) -> tuple[int, int]:
   return ref, min(max(num_seeds, MIN_FQ_MODELS), num_oracle // 2)
 
 
-def _ceiling(oracle_conf: np.ndarray, num_seeds: int) -> dict:
+def _ceiling(oracle_conf: np.ndarray, num_seeds: int, num_diverged: int = 0) -> dict:
   """Oracle-vs-oracle forgetting quality: the attainable score at the methods' number of seeds.
 
   Oracle models [M, 2M) play the unlearned models against oracle models [0, M), the same
   models the methods are scored against, with M = the methods' seeds when the oracle group has
-  at least twice as many (`config.oracle_seeds`), else half the oracle group.
+  at least twice as many kept models (`config.oracle_seeds`), else half the kept oracle models.
   """
   k = oracle_conf.shape[0]
   _, m = fq_reference(num_seeds, k)
+  want = 2 * max(num_seeds, MIN_FQ_MODELS)
+  left_out = f", {num_diverged} diverged oracle seed(s) left out" if num_diverged else ""
   if m < MIN_FQ_MODELS:
-    need = 2 * max(num_seeds, MIN_FQ_MODELS)
-    return {"score": None, "note": f"needs >= {need} oracle seeds (have {k}): two disjoint "
-                                   f"groups of >= {MIN_FQ_MODELS} models"}
+    return {"score": None, "note": f"needs >= {2 * MIN_FQ_MODELS} oracle seeds (have {k}"
+                                   f"{left_out}): two disjoint groups of >= {MIN_FQ_MODELS} "
+                                   f"models; oracle_seeds={want} in the config argument "
+                                   "matches the methods' seeds"}
   r = metrics.oracle_ceiling(oracle_conf, split=(range(m, 2 * m), range(m)))
   note = f"oracle models {m}..{2 * m - 1} vs 0..{m - 1}"
   if m != num_seeds:
-    note += f"; M = {m}, not the methods' {num_seeds}: set config.oracle_seeds to {2 * num_seeds}"
+    note += (f"; M = {m}, not the methods' {num_seeds} (have {k} oracle seeds{left_out}; "
+             f"oracle_seeds={want} in the config argument matches them)")
   return {"score": r["score"], "forget_score": r["forget_score"], "mean_eps": r["mean_eps"],
           "num_models": r["num_models"], "num_bins": r["num_bins"], "note": note}
 
@@ -197,7 +201,9 @@ def _relative(cost: dict | None, oracle_cost: dict | None, num_models: int,
               num_oracle: int) -> dict:
   """Cost relative to retraining, per model: wall time is that of a whole group, so it is divided
   by the group's number of models (the oracle group may have more seeds than a method);
-  example gradients and epochs are per model already."""
+  example gradients and epochs are per model already. Approximate for wall time: it assumes time
+  grows linearly with the number of models, true for CPU's unrolled seeds, not for vmapped seeds
+  on an accelerator (there compare groups of equal size)."""
   out = {}
   for k in ("wall_s", "example_gradients", "epochs"):
     try:
@@ -288,7 +294,7 @@ def evaluate_workdir(workdir, *, run_wall_s: float | None = None) -> dict:
   oracle = evaluate_group(seed_results["oracle"])
   oracle_conf = forget_confidences(oracle_logits, oracle_ok)
   ref_conf = oracle_conf[:fq_reference(len(seeds), oracle_conf.shape[0])[0]]
-  ceiling = (_ceiling(oracle_conf, len(seeds)) if ev["fq"]
+  ceiling = (_ceiling(oracle_conf, len(seeds), int((~oracle_ok).sum())) if ev["fq"]
              else {"score": None, "note": "disabled"})
   groups: dict[str, dict] = {}
   confs: dict[str, np.ndarray] = {}
@@ -364,6 +370,7 @@ def make_summary(workdir: Path, results: dict, run_wall_s: float | None) -> dict
       s["error"] = g["error"]
     groups[name] = s
   return {"dataset": results["dataset"], "model": results["model"], "seeds": results["seeds"],
+          "oracle_seeds": results.get("oracle_seeds"),
           "forget": results["forget"], "methods": results["methods"], "groups": groups,
           "best": best_methods(results), "oracle_ceiling": results["oracle_ceiling"].get("score"),
           "report": str(workdir / "report.md"), "wall_s": run_wall_s}
@@ -496,7 +503,8 @@ def to_markdown(results: dict) -> str:
        "ToW = Π over forget/retain/test of (1 − |acc − oracle acc|). FQ = forgetting quality of "
        f"the method's {n} seeds against the first {min(n, n_oracle)} of the {n_oracle} oracle "
        "seeds; with few seeds it is coarse (only 2·ceil(ln(N−1)) score bins), so read it against "
-       "the ceiling below. Cost is relative to retraining (the oracle group), per model."),
+       "the ceiling below. Cost is relative to retraining (the oracle group), per model (wall "
+       "time assumes linear scaling with the number of models)."),
       "",
       f"Forgetting-quality ceiling (oracle vs oracle): {ceiling_line}.",
       "",

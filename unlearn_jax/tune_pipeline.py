@@ -6,7 +6,8 @@ For every method of `config.methods` and every point of the grid `config.tune.sp
 (`unlearn_jax.tuning.grid`), run the method on the `original` models (trained or reused exactly
 as by `experiments.unlearn`, same per-method keys for every candidate), measure the validation
 and forget errors of each seed and score the goal's objective (`unlearn_jax.tuning`). Test data is
-never read. Files:
+never read, and the workdir's config.json is written only if there is none (the tuner's methods
+and space must not replace those of the unlearning run). Files:
   tuning/<method>.jsonl       one row per finished candidate: hyperparameters, per-seed errors,
                               objective, divergence, cost (appended when the candidate finishes)
   tuning/<method>_best.json   the selected row, the goal, λ, the space and the grid size
@@ -104,7 +105,9 @@ def run_tune(config, workdir) -> dict[str, dict]:
   tuning.objective(str(config.tune.goal), 0.0, 0.0, float(config.tune.lam))
   for name in hparams:
     method_space(config, name)
-  exp = pipeline.setup(config, workdir)
+  exp = pipeline.setup(config, workdir, write_config=False)  # keep the unlearning run's config
+  if len(exp.dataset.validation.y) == 0:
+    raise ValueError("tuning needs a validation split: set config.data.validation_fraction > 0")
   original, _ = pipeline.train_reference(exp, "original")
   data = unlearn_pipeline.unlearn_data(exp)
   return {name: tune_method(exp, name, original, data) for name in hparams}

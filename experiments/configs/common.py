@@ -96,9 +96,10 @@ def base_config(opts: dict[str, str]) -> ml_collections.ConfigDict:
   model = opts.get("model", preset["model"])
   config = ml_collections.ConfigDict()
   config.seeds = tuple(range(int(opts.get("seeds", 3))))
-  # The oracle group's seeds: twice the methods' by default, so that the report's
-  # forgetting-quality ceiling can score N retrained models against N disjoint ones.
-  config.oracle_seeds = tuple(range(int(opts.get("oracle_seeds", 2 * len(config.seeds)))))
+  # The oracle group's seeds; unset = twice as many as `seeds` (resolved by pipeline.setup, so it
+  # follows --config.seeds too), for the report's forgetting-quality ceiling.
+  config.oracle_seeds = (tuple(range(int(opts["oracle_seeds"]))) if "oracle_seeds" in opts
+                         else config_dict.placeholder(tuple))
   config.data = data_config(dataset)
   config.forget = forget_config(opts.get("forget", "iid"))
   same_model = model == preset["model"]

@@ -4,9 +4,10 @@ Argument (optional): `key=value` pairs separated by commas, keys dataset, model,
 seeds, oracle_seeds, epochs, e.g.
 `--config=experiments/configs/train.py:dataset=digits,model=mlp,seeds=2`.
 
-`seeds=N` trains N original models; the oracle group gets `oracle_seeds` models (default 2N, so
-that the unlearning report can show the oracle-vs-oracle forgetting-quality ceiling at N models;
-`oracle_seeds=N` halves its cost and leaves the ceiling out).
+`seeds=N` trains N original models; the oracle group gets `oracle_seeds` models (default 2N,
+resolved when the run starts, so that the unlearning report can show the oracle-vs-oracle
+forgetting-quality ceiling at N models; `oracle_seeds=N` halves its cost, and the ceiling then
+uses halves of N // 2 models, or is left out for N < 6).
 """
 
 from experiments.configs.common import base_config, parse_arg

@@ -100,7 +100,7 @@ def eval_config() -> ml_collections.ConfigDict:
 # Default search spaces of `python -m experiments.tune` (`30-overparam.md` §5), for the knob that
 # decides how hard each method pushes; a grid for any other hyperparameter can be given on the
 # command line, e.g. --config.tune.space.ga.epochs='(2, 5)' (for `del`, a Python keyword:
-# --config.tune.space["del"].alpha='(0.1, 0.3)'). single_gradient: η with n = visits fixed, i.e.
+# '--config.tune.space["del"].alpha=(0.1, 0.3)', quoted for the shell). single_gradient: η with n = visits fixed, i.e.
 # the scale n·η of the update.
 TUNE_SPACES = {
     "finetune": {"learning_rate": (0.01, 0.02, 0.05, 0.1)},
