@@ -46,9 +46,8 @@ def enable_compilation_cache(directory: Optional[str], min_compile_time_s: float
 
 
 def configure_from_config(config: Any) -> None:
-  """A launcher's process setup from its config: deterministic GPU ops, float32 matmul
+  """A launcher's process setup from its config (a ConfigDict or dict): deterministic GPU ops, float32 matmul
   precision (`unlearn_jax.determinism`) and the compilation cache. Call before computing."""
-  get = config.get if hasattr(config, "get") else lambda k, d=None: getattr(config, k, d)
-  determinism.configure(deterministic=get("deterministic", True),
-                        matmul_precision=get("matmul_precision", "highest"))
-  enable_compilation_cache(get("compilation_cache", None))
+  determinism.configure(deterministic=config.get("deterministic", True),
+                        matmul_precision=config.get("matmul_precision", "highest"))
+  enable_compilation_cache(config.get("compilation_cache"))
