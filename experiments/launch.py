@@ -1,27 +1,121 @@
-"""What every config-driven launcher shares: the --config/--workdir flags, the process setup
-(`unlearn_jax.runtime`: deterministic GPU ops, float32 matmuls, compilation cache) and printing
-the run's one-line result."""
+"""What every launcher shares: the --config/--workdir flags, the process setup
+(`unlearn_jax.runtime`: deterministic GPU ops, float32 matmuls, compilation cache), the one-line
+errors and printing the run's one-line result.
+
+A user error (a bad flag or config value, data not prepared, a workdir that does not fit: any
+`unlearn_jax.errors.UserError`, or a permission denied by the file system) prints one line,
+`error: <what is wrong>; <how to fix it>`, to stderr and exits with status 2; the launchers check
+the whole config before they write anything, so the workdir is left as it was. Set
+`UNLEARN_JAX_TRACEBACK=1` to see the traceback too. Any other exception is a bug: its traceback
+is printed and the exit status is 1.
+"""
 
 from __future__ import annotations
 
-from typing import Any, Callable
+import os
+import re
+import sys
+import traceback
+from typing import Any, Callable, Optional, Sequence
 
-from absl import app, flags, logging
+from absl import flags, logging
 from ml_collections import config_flags
 
-from unlearn_jax.runtime import configure_from_config
+from unlearn_jax.errors import UserError
+
+TRACEBACK_ENV = "UNLEARN_JAX_TRACEBACK"
+_HELP = ("--help", "-h", "--helpshort", "--helpfull", "-?")
 
 
-def run_launcher(default_config: str, config_help: str, workdir_help: str,
+def one_line(message: str) -> str:
+  """A message folded onto one line."""
+  return " ".join(str(message).split())
+
+
+def _flag_error(e: Exception) -> str:
+  """The useful part of an absl/ml_collections flag error, on one line."""
+  text = one_line(e)
+  # ml_collections wraps the config module's own exception: keep its message
+  for marker in ("ValueError: ", "KeyError: ", "TypeError: "):
+    if marker in text:
+      text = text.rsplit(marker, 1)[1]
+  return text
+
+
+def _unknown_field(e: Exception, argv: Sequence[str]) -> str:
+  """'config.train.epoch is not a field of the config (did you mean epochs?)', from the
+  KeyError ml_collections raises for a field it does not have."""
+  text = str(e)
+  found = re.search(r"'([^'\\]+)", text)
+  name = found.group(1) if found else text
+  flag = f"config...{name}"
+  for arg in argv:
+    path = arg.split("=", 1)[0]
+    if path.startswith("--config.") and re.search(r"\b" + re.escape(name) + r"\b", path):
+      flag = path[2:]
+  hint = re.search(r'Did you mean "([^"]+)"', text)
+  return f"{flag} is not a field of the config" + (f" (did you mean {hint.group(1)}?)"
+                                                   if hint else "")
+
+
+def fail(message: str) -> int:
+  print(f"error: {one_line(message)}", file=sys.stderr)
+  return 2
+
+
+def main(argv: Sequence[str], job: Callable[[Any, str], str], *,
+         default_config: Optional[str], config_help: str = "", workdir_help: str = "") -> int:
+  """Parse `argv`, run `job(config, workdir)` and print what it returns; the exit status.
+
+  `default_config`: the config file of `--config` (None: the launcher has no config flag and
+  `job` gets None).
+  """
+  fv = flags.FlagValues()
+  config_flag = (config_flags.DEFINE_config_file("config", default_config, config_help,
+                                                 flag_values=fv, sys_argv=list(argv))
+                 if default_config is not None else None)
+  workdir_flag = flags.DEFINE_string("workdir", None, workdir_help, flag_values=fv)
+  if any(a in _HELP for a in argv[1:]):
+    print(fv.get_help())
+    return 0
+  if not flags.FLAGS.is_parsed():  # absl logging warns until the global flags are parsed
+    flags.FLAGS.mark_as_parsed()
+  logging.set_verbosity(logging.WARNING)  # orbax logs every checkpoint step at INFO
+  show_traceback = os.environ.get(TRACEBACK_ENV, "") not in ("", "0")
+  try:
+    try:
+      extra = fv(list(argv))[1:]
+    except (flags.Error, AttributeError, KeyError, ValueError, TypeError) as e:
+      # ml_collections raises AttributeError/KeyError for a field the config does not have,
+      # ValueError/TypeError from the config argument's parser or a value of the wrong type
+      if show_traceback:
+        traceback.print_exc()
+      what = (_unknown_field(e, argv) if isinstance(e, (AttributeError, KeyError))
+              else _flag_error(e))
+      return fail(f"{what}; see --help for the flags and experiments/configs/ for the config "
+                  "fields")
+    if extra:
+      return fail(f"unexpected argument(s) {' '.join(extra)}; flags take the form --name=value")
+    if not workdir_flag.value:
+      return fail("--workdir is required; pass --workdir=DIR (a folder, created if absent)")
+    config = config_flag.value if config_flag is not None else None
+    if config is not None:
+      from unlearn_jax.pipelines import validate
+      from unlearn_jax.runtime import configure_from_config
+      validate.check_process_options(config)
+      configure_from_config(config)
+    print(job(config, workdir_flag.value))
+    return 0
+  except (UserError, PermissionError) as e:
+    if show_traceback:
+      traceback.print_exc()
+    if isinstance(e, PermissionError):
+      return fail(f"{e}; make the folder writable or choose another --workdir")
+    return fail(str(e))
+
+
+def run_launcher(default_config: Optional[str], config_help: str, workdir_help: str,
                  job: Callable[[Any, str], str]) -> None:
-  """Define the flags, then run `job(config, workdir)` under absl and print what it returns."""
-  config_flag = config_flags.DEFINE_config_file("config", default_config, config_help)
-  workdir_flag = flags.DEFINE_string("workdir", None, workdir_help, required=True)
-
-  def main(argv):
-    del argv
-    logging.set_verbosity(logging.WARNING)  # orbax logs every checkpoint step at INFO
-    configure_from_config(config_flag.value)
-    print(job(config_flag.value, workdir_flag.value))
-
-  app.run(main)
+  """The entry point of a `python -m experiments.<name>` launcher."""
+  sys.exit(main(sys.argv, job, default_config=default_config, config_help=config_help,
+                workdir_help=workdir_help))

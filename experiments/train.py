@@ -8,7 +8,7 @@ resumes an interrupted run and does not recompute finished models.
 """
 
 from experiments.launch import run_launcher
-from unlearn_jax.pipeline import one_line, run_train
+from unlearn_jax.pipelines.reference import one_line, run_train
 
 
 def job(config, workdir) -> str:

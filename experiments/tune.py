@@ -13,7 +13,7 @@ rerun skips finished candidates. Use the result with
 """
 
 from experiments.launch import run_launcher
-from unlearn_jax.tune_pipeline import format_table, run_tune
+from unlearn_jax.pipelines.tune import format_table, run_tune
 
 
 def job(config, workdir) -> str:

@@ -11,8 +11,8 @@ finished (a method is rerun only if it failed, was interrupted or its hyperparam
 """
 
 from experiments.launch import run_launcher
-from unlearn_jax.report import one_line
-from unlearn_jax.unlearn_pipeline import run_unlearn
+from unlearn_jax.pipelines.report import one_line
+from unlearn_jax.pipelines.unlearn import run_unlearn
 
 
 def job(config, workdir) -> str:

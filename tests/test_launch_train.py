@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 
 from experiments.configs import train as train_config
-from unlearn_jax import io, pipeline
+from unlearn_jax import io
+from unlearn_jax.pipelines import experiment, reference
 
 ROOT = Path(__file__).resolve().parents[1]
 SMALL = ["--config=experiments/configs/train.py:dataset=digits,seeds=2,oracle_seeds=2,epochs=4",
@@ -103,15 +104,16 @@ def test_unknown_dataset_and_model_fail_fast(tmp_path):
   config = train_config.get_config("dataset=digits")
   config.data.name = "no_such_dataset_xyz"
   with pytest.raises(ValueError, match="no_such_dataset_xyz"):
-    pipeline.setup(config, tmp_path / "a")
+    experiment.setup(config, tmp_path / "a")
   config = train_config.get_config("dataset=digits")
   config.model.name = "resnet1000"
-  with pytest.raises(ValueError, match="unknown model 'resnet1000'"):
-    pipeline.setup(config, tmp_path / "b")
+  with pytest.raises(ValueError, match="config.model.name must be one of .*got 'resnet1000'"):
+    experiment.setup(config, tmp_path / "b")
   config = train_config.get_config("dataset=digits")
   config.forget.fraction = 1.5
   with pytest.raises(ValueError, match="fraction"):
-    pipeline.setup(config, tmp_path / "c")
+    experiment.setup(config, tmp_path / "c")
+  assert not any((tmp_path / d).exists() for d in "abc")  # nothing written
 
 
 def test_oracle_seeds_add_models_without_changing_the_first_ones(tmp_path):
@@ -121,9 +123,9 @@ def test_oracle_seeds_add_models_without_changing_the_first_ones(tmp_path):
     config = train_config.get_config(f"dataset=digits,model=mlp,seeds=1,oracle_seeds={n},"
                                      "epochs=1")
     config.progress = False
-    exp = pipeline.setup(config, tmp_path / str(n))
+    exp = experiment.setup(config, tmp_path / str(n))
     assert exp.group_seeds("oracle") == tuple(range(n)) and exp.group_seeds("original") == (0,)
-    state, _ = pipeline.train_reference(exp, "oracle")
+    state, _ = reference.train_reference(exp, "oracle")
     params[n] = jax.tree_util.tree_leaves(state.params)
     assert params[n][0].shape[0] == n
   for one, two in zip(params[1], params[2]):
@@ -131,27 +133,38 @@ def test_oracle_seeds_add_models_without_changing_the_first_ones(tmp_path):
   config = train_config.get_config("dataset=digits,seeds=2")
   config.oracle_seeds = (0, 1, 1)
   with pytest.raises(ValueError, match="oracle_seeds lists a seed twice"):
-    pipeline.setup(config, tmp_path / "dup")
+    experiment.setup(config, tmp_path / "dup")
   # Unset, the oracle seeds follow a --config.seeds override and are recorded resolved.
   config = train_config.get_config("dataset=digits")
   config.seeds = (0, 1, 2, 3, 4)
-  exp = pipeline.setup(config, tmp_path / "five")
+  exp = experiment.setup(config, tmp_path / "five")
   assert exp.group_seeds("oracle") == tuple(range(10))
   assert io.read_json(tmp_path / "five" / "config.json")["oracle_seeds"] == list(range(10))
-  # A workdir recorded before oracle_seeds existed is refused with the way to reuse it.
+  # A workdir with results, recorded before oracle_seeds existed, is refused with the way to
+  # reuse it.
+  _fake_result(tmp_path / "five")
   stored = io.read_json(tmp_path / "five" / "config.json")
   del stored["oracle_seeds"]
   io.atomic_write_json(tmp_path / "five" / "config.json", stored)
   with pytest.raises(ValueError, match="pass oracle_seeds=5 in the config argument"):
-    pipeline.setup(train_config.get_config("dataset=digits,seeds=5"), tmp_path / "five")
-  exp = pipeline.setup(train_config.get_config("dataset=digits,seeds=5,oracle_seeds=5"),
+    experiment.setup(train_config.get_config("dataset=digits,seeds=5"), tmp_path / "five")
+  exp = experiment.setup(train_config.get_config("dataset=digits,seeds=5,oracle_seeds=5"),
                        tmp_path / "five")
   assert exp.group_seeds("oracle") == tuple(range(5))
 
 
+def _fake_result(workdir):
+  """A computed result in `workdir` (what makes its recorded config binding)."""
+  io.append_jsonl(workdir / "models" / "original" / "metrics.jsonl", {"epoch": 1})
+
+
 def test_workdir_made_with_another_config_is_refused(tmp_path):
   config = train_config.get_config("dataset=digits")
-  pipeline.setup(config, tmp_path)
+  experiment.setup(config, tmp_path)
   config.train.learning_rate = 0.5
+  experiment.setup(config, tmp_path)  # nothing computed yet: the new config replaces the old
+  assert io.read_json(tmp_path / "config.json")["train"]["learning_rate"] == 0.5
+  _fake_result(tmp_path)
+  config.train.learning_rate = 0.1
   with pytest.raises(ValueError, match="different config .*train"):
-    pipeline.setup(config, tmp_path)
+    experiment.setup(config, tmp_path)

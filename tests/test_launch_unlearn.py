@@ -1,4 +1,4 @@
-"""End-to-end tests of `python -m experiments.unlearn` / `experiments.evaluate` and the pipeline."""
+"""End-to-end tests of `python -m experiments.unlearn` / `experiments.evaluate` and the experiment."""
 
 import json
 import subprocess
@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 from experiments.configs import unlearn as unlearn_config
-from unlearn_jax import io, pipeline, unlearn_pipeline
+from unlearn_jax import io
+from unlearn_jax.pipelines import experiment, reference, unlearn
 from unlearn_jax.methods import METHODS
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -91,11 +92,11 @@ def test_unknown_method_fails_before_training(tmp_path):
   config = unlearn_config.get_config("dataset=digits,seeds=1,methods=finetune")
   config.methods = ("finetune", "nope")
   with pytest.raises(ValueError, match="unknown unlearning method.*nope"):
-    unlearn_pipeline.run_unlearn(config, wd)
+    unlearn.run_unlearn(config, wd)
   config = unlearn_config.get_config("dataset=digits,seeds=1,methods=finetune")
   config.method_configs.finetune.epochs_typo = 3
   with pytest.raises(ValueError, match="finetune.*epochs_typo"):
-    unlearn_pipeline.run_unlearn(config, wd)
+    unlearn.run_unlearn(config, wd)
   assert not (wd / "models").exists()
 
 
@@ -109,8 +110,8 @@ def test_config_arguments():
   # Unset oracle_seeds = twice the seeds (room for the oracle-vs-oracle FQ ceiling), resolved
   # when the experiment is set up so that --config.seeds overrides carry over.
   assert default.oracle_seeds is None
-  assert pipeline.default_oracle_seeds(default.seeds) == tuple(range(6))
-  assert pipeline.default_oracle_seeds((3, 7)) == (3, 7, 8, 9)
+  assert experiment.default_oracle_seeds(default.seeds) == tuple(range(6))
+  assert experiment.default_oracle_seeds((3, 7)) == (3, 7, 8, 9)
   assert unlearn_config.get_config("seeds=2,oracle_seeds=3").oracle_seeds == (0, 1, 2)
   # Tuned per-dataset values override the module DEFAULTS for that dataset only.
   from unlearn_jax.methods import method_defaults
@@ -132,22 +133,22 @@ def test_config_arguments():
   assert default.eval.mia_splits == 5 and default.eval.fq and default.eval.plots
   # `retrain` follows the training recipe unless overridden.
   config = unlearn_config.get_config("dataset=digits,epochs=3,methods=retrain")
-  hp = unlearn_pipeline.resolve_methods(config)["retrain"]
+  hp = unlearn.resolve_methods(config)["retrain"]
   assert hp["epochs"] == 3 and hp["learning_rate"] == config.train.learning_rate
   config.method_configs.retrain.epochs = 1
-  assert unlearn_pipeline.resolve_methods(config)["retrain"]["epochs"] == 1
+  assert unlearn.resolve_methods(config)["retrain"]["epochs"] == 1
   with pytest.raises(ValueError, match="unknown unlearning method"):
     unlearn_config.get_config("methods=ga+nope")
 
 
 def test_method_keys_are_deterministic_and_distinct():
-  a = unlearn_pipeline.method_keys([0, 1, 2], "ga")
+  a = unlearn.method_keys([0, 1, 2], "ga")
   assert a.shape == (3, 2)
-  np.testing.assert_array_equal(a, unlearn_pipeline.method_keys([0, 1, 2], "ga"))
-  b = unlearn_pipeline.method_keys([0, 1, 2], "neggrad")
+  np.testing.assert_array_equal(a, unlearn.method_keys([0, 1, 2], "ga"))
+  b = unlearn.method_keys([0, 1, 2], "neggrad")
   keys = {tuple(np.asarray(k).tolist()) for k in (*a, *b)}
   assert len(keys) == 6
-  np.testing.assert_array_equal(a[1], unlearn_pipeline.method_keys([1], "ga")[0])
+  np.testing.assert_array_equal(a[1], unlearn.method_keys([1], "ga")[0])
 
 
 @pytest.mark.slow
@@ -161,7 +162,7 @@ def test_failed_and_diverged_methods_are_recorded_and_rerun(tmp_path, monkeypatc
   for m in ("finetune", "ga", "neggrad"):
     config.method_configs[m].epochs = 1
   config.method_configs.single_gradient.reference = "initial"  # w_0 = the original's init
-  real = unlearn_pipeline.run_method
+  real = unlearn.run_method
 
   def flaky(name, state, data, cfg, key, mask=None):
     if name == "ga":
@@ -173,9 +174,9 @@ def test_failed_and_diverged_methods_are_recorded_and_rerun(tmp_path, monkeypatc
       result.diverged = np.array([False, True])
     return result
 
-  monkeypatch.setattr(unlearn_pipeline, "run_method", flaky)
+  monkeypatch.setattr(unlearn, "run_method", flaky)
   wd = tmp_path / "wd"
-  summary = unlearn_pipeline.run_unlearn(config, wd)
+  summary = unlearn.run_unlearn(config, wd)
   ga = io.read_json(wd / "methods" / "ga" / "result.json")
   assert ga["status"] == "failed" and "ga exploded" in ga["error"]
   assert summary["groups"]["ga"]["status"] == "failed"
@@ -188,19 +189,19 @@ def test_failed_and_diverged_methods_are_recorded_and_rerun(tmp_path, monkeypatc
 
   # Rerun without the fault: ga is retried; neggrad's result.json is removed (as if killed
   # before it was written), so it reruns; finetune is reused untouched.
-  monkeypatch.setattr(unlearn_pipeline, "run_method", real)
+  monkeypatch.setattr(unlearn, "run_method", real)
   (wd / "methods" / "neggrad" / "result.json").unlink()
   finetune_mtime = (wd / "methods" / "finetune" / "result.json").stat().st_mtime_ns
-  summary = unlearn_pipeline.run_unlearn(config, wd)
+  summary = unlearn.run_unlearn(config, wd)
   assert {m: summary["groups"][m]["status"] for m in config.methods} == {
       "finetune": "ok", "ga": "ok", "neggrad": "ok", "single_gradient": "ok"}
   assert (wd / "methods" / "finetune" / "result.json").stat().st_mtime_ns == finetune_mtime
 
   # Changed hyperparameters rerun that method only.
   config.method_configs.finetune.epochs = 2
-  unlearn_pipeline.run_unlearn(config, wd)
+  unlearn.run_unlearn(config, wd)
   assert io.read_json(wd / "methods" / "finetune" / "result.json")["config"]["epochs"] == 2
-  state = unlearn_pipeline.load_unlearned(
-      wd, "finetune", unlearn_pipeline.pipeline.train_reference(
-          unlearn_pipeline.pipeline.setup(config, wd), "original")[0])
+  state = unlearn.load_unlearned(
+      wd, "finetune", reference.train_reference(
+          experiment.setup(config, wd), "original")[0])
   assert state.params is not None and state.opt_state is None

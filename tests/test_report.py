@@ -10,7 +10,8 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedKFold, cross_val_score
 from sklearn.svm import SVC
 
-from unlearn_jax import io, metrics, report
+from unlearn_jax import io, metrics
+from unlearn_jax.pipelines import report
 
 SEEDS = [0, 1, 2, 3, 4, 5]
 N = len(SEEDS)

@@ -5,7 +5,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from unlearn_jax import io, runs
+from unlearn_jax import io
+from unlearn_jax.pipelines import reference as runs
 from unlearn_jax import train as T
 from unlearn_jax.models import build_model
 

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from experiments.configs import unlearn as unlearn_config
-from unlearn_jax import io, pipeline, tune_pipeline, tuning, unlearn_pipeline
+from unlearn_jax import io, tuning
+from unlearn_jax.pipelines import experiment, reference, tune, unlearn
 from unlearn_jax.methods import run_method
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -65,8 +66,8 @@ def test_tune_picks_the_argmin_and_resumes(tmp_path, monkeypatch):
   config = _config({"learning_rate": (0.001, 0.2)})
   unlearn_run = _config({"learning_rate": (0.001,)})  # as if experiments.unlearn ran here first
   unlearn_run.methods = ("finetune", "ga")
-  pipeline.setup(unlearn_run, tmp_path)
-  out = tune_pipeline.run_tune(config, tmp_path)["ga"]
+  experiment.setup(unlearn_run, tmp_path)
+  out = tune.run_tune(config, tmp_path)["ga"]
   assert io.read_json(tmp_path / "config.json")["methods"] == ["finetune", "ga"]  # kept
   rows = io.read_jsonl(tmp_path / "tuning" / "ga.jsonl")
   assert [r["point"] for r in rows] == [{"learning_rate": 0.001}, {"learning_rate": 0.2}]
@@ -78,30 +79,30 @@ def test_tune_picks_the_argmin_and_resumes(tmp_path, monkeypatch):
   assert best["best"]["point"] == rows[int(np.argmin(by_hand))]["point"]
   assert best["num_candidates"] == 2 and best["goal"] == "privacy" and best["lam"] == 0.4
   assert out["best"]["point"] == best["best"]["point"]
-  assert "*" in tune_pipeline.format_table("ga", out)
+  assert "*" in tune.format_table("ga", out)
 
   # The recorded errors are those of the method run on its own with the same keys.
-  exp = pipeline.setup(config, tmp_path)
-  original, _ = pipeline.train_reference(exp, "original")
+  exp = experiment.setup(config, tmp_path)
+  original, _ = reference.train_reference(exp, "original")
   hp = dict(rows[0]["config"])
-  result = run_method("ga", original, unlearn_pipeline.unlearn_data(exp), hp,
-                      unlearn_pipeline.method_keys(exp.seeds, "ga"))
-  acc = pipeline.evaluate_splits(result.state, {"validation": exp.splits()["validation"]})
+  result = run_method("ga", original, unlearn.unlearn_data(exp), hp,
+                      unlearn.method_keys(exp.seeds, "ga"))
+  acc = experiment.evaluate_splits(result.state, {"validation": exp.splits()["validation"]})
   np.testing.assert_allclose(rows[0]["err_validation"],
                              [1 - a for a in acc["validation"]["accuracy"]], atol=1e-6)
 
   # A rerun computes nothing new; a widened grid runs only the new point.
   def fail(*args, **kwargs):
     raise AssertionError("a finished candidate was run again")
-  monkeypatch.setattr(unlearn_pipeline, "apply_method", fail)
-  tune_pipeline.run_tune(config, tmp_path)
+  monkeypatch.setattr(unlearn, "apply_method", fail)
+  tune.run_tune(config, tmp_path)
   assert len(io.read_jsonl(tmp_path / "tuning" / "ga.jsonl")) == 2
   # A new dimension whose only value is the one already used reruns nothing either.
-  out = tune_pipeline.run_tune(_config({"epochs": (1,), "learning_rate": (0.001, 0.2)}),
+  out = tune.run_tune(_config({"epochs": (1,), "learning_rate": (0.001, 0.2)}),
                                tmp_path)["ga"]
   assert [r["point"] for r in out["rows"]] == [{"epochs": 1, "learning_rate": 0.001},
                                                {"epochs": 1, "learning_rate": 0.2}]
-  assert "epochs" in tune_pipeline.format_table("ga", out).splitlines()[0]
+  assert "epochs" in tune.format_table("ga", out).splitlines()[0]
   monkeypatch.undo()
 
   # The launcher on the same workdir: everything reused, the table printed.
@@ -115,19 +116,19 @@ def test_tune_picks_the_argmin_and_resumes(tmp_path, monkeypatch):
   assert out.stdout.startswith("goal privacy, λ = 0.4") and "*" in out.stdout
   assert len(io.read_jsonl(tmp_path / "tuning" / "ga.jsonl")) == 2
 
-  tune_pipeline.run_tune(_config({"learning_rate": (0.001, 0.2, 0.01)}), tmp_path)
+  tune.run_tune(_config({"learning_rate": (0.001, 0.2, 0.01)}), tmp_path)
   assert len(io.read_jsonl(tmp_path / "tuning" / "ga.jsonl")) == 3
 
 
 def test_space_errors(tmp_path):
   config = _config({"learning_rat": (0.1,)})
   with pytest.raises(ValueError, match="unknown hyperparameter.*learning_rat"):
-    tune_pipeline.run_tune(config, tmp_path)
+    tune.run_tune(config, tmp_path)
   config = unlearn_config.get_config("dataset=digits,methods=l1_sparse")
   with pytest.raises(ValueError, match="no tuning space for method 'l1_sparse'"):
-    tune_pipeline.run_tune(config, tmp_path)
+    tune.run_tune(config, tmp_path)
   config = _config({"learning_rate": (0.1,)})
   config.tune.goal = "speed"
-  with pytest.raises(ValueError, match="unknown tuning goal"):
-    tune_pipeline.run_tune(config, tmp_path)
+  with pytest.raises(ValueError, match="tune.goal must be one of privacy, bias"):
+    tune.run_tune(config, tmp_path)
   assert not (tmp_path / "models").exists()

@@ -14,6 +14,8 @@ from typing import Optional
 import jax
 import orbax.checkpoint as ocp
 
+from unlearn_jax.errors import WorkdirError
+from unlearn_jax.runtime import quiet_absl_logging
 from unlearn_jax.train import TrainState
 
 
@@ -27,12 +29,14 @@ class Checkpointer:
 
   def __init__(self, directory, max_to_keep: int = 2):
     self.directory = Path(directory).absolute()
-    self._manager = ocp.CheckpointManager(
-        self.directory, options=ocp.CheckpointManagerOptions(max_to_keep=max_to_keep,
-                                                             create=True))
+    with quiet_absl_logging():  # orbax logs about damaged metadata; restore() raises about it
+      self._manager = ocp.CheckpointManager(
+          self.directory, options=ocp.CheckpointManagerOptions(max_to_keep=max_to_keep,
+                                                               create=True))
 
   def latest_epoch(self) -> Optional[int]:
-    return self._manager.latest_step()
+    with quiet_absl_logging():  # a damaged checkpoint's metadata: restore() raises about it
+      return self._manager.latest_step()
 
   def save(self, epoch: int, state: TrainState) -> None:
     self._manager.save(epoch, args=ocp.args.StandardSave(_payload(state)))
@@ -40,7 +44,14 @@ class Checkpointer:
   def restore(self, epoch: int, like: TrainState) -> TrainState:
     """Restore epoch `epoch` into the structure (and shardings) of `like`."""
     target = jax.tree_util.tree_map(ocp.utils.to_shape_dtype_struct, _payload(like))
-    restored = self._manager.restore(epoch, args=ocp.args.StandardRestore(target))
+    try:
+      with quiet_absl_logging():  # orbax logs the parse error that is raised next
+        restored = self._manager.restore(epoch, args=ocp.args.StandardRestore(target))
+    except Exception as e:  # noqa: BLE001 - orbax/tensorstore errors of a damaged checkpoint
+      where = self.directory / str(epoch)
+      raise WorkdirError(f"checkpoint {where} cannot be read ({type(e).__name__}); delete that "
+                         "folder to resume from the checkpoint before it, or use a fresh "
+                         "--workdir") from e
     return like.replace(**restored)
 
   def wait(self) -> None:

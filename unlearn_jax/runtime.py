@@ -12,6 +12,7 @@ as a fresh compile.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 from typing import Any, Optional
@@ -51,3 +52,18 @@ def configure_from_config(config: Any) -> None:
   determinism.configure(deterministic=config.get("deterministic", True),
                         matmul_precision=config.get("matmul_precision", "highest"))
   enable_compilation_cache(config.get("compilation_cache"))
+
+
+@contextlib.contextmanager
+def quiet_absl_logging(level: Optional[int] = None):
+  """Raise absl's logging threshold (default ERROR + 1, i.e. silence) inside the block: for
+  library calls that log what the one-line error raised afterwards says better (TFDS's
+  "Variant folder ... has no dataset_info.json", orbax's "Failed to json parse ...")."""
+  from absl import logging
+
+  before = logging.get_verbosity()
+  logging.set_verbosity(logging.FATAL if level is None else level)
+  try:
+    yield
+  finally:
+    logging.set_verbosity(before)

@@ -1,4 +1,5 @@
-"""Config sections shared by every experiment, and the `key=value,...` argument parser.
+"""Config sections shared by every experiment, and the `key=value,...` argument parser (no
+command of its own: imported by the experiment configs beside it).
 
 `get_config("dataset=digits,model=cnn,seeds=2")` style arguments select variants; any field can
 then be overridden on the command line, e.g. `--config.train.epochs=5`.
@@ -96,7 +97,7 @@ def base_config(opts: dict[str, str]) -> ml_collections.ConfigDict:
   model = opts.get("model", preset["model"])
   config = ml_collections.ConfigDict()
   config.seeds = tuple(range(int(opts.get("seeds", 3))))
-  # The oracle group's seeds; unset = twice as many as `seeds` (resolved by pipeline.setup, so it
+  # The oracle group's seeds; unset = twice as many as `seeds` (resolved by pipelines.validate, so it
   # follows --config.seeds too), for the report's forgetting-quality ceiling.
   config.oracle_seeds = (tuple(range(int(opts["oracle_seeds"]))) if "oracle_seeds" in opts
                          else config_dict.placeholder(tuple))

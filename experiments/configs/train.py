@@ -1,4 +1,6 @@
-"""Config of `python -m experiments.train`: the original model and the retrain oracle.
+"""python -m experiments.train --config=experiments/configs/train.py --workdir=DIR
+
+Config of `experiments.train`: the original model and the retrain oracle.
 
 Argument (optional): `key=value` pairs separated by commas, keys dataset, model, width, forget,
 seeds, oracle_seeds, epochs, e.g.

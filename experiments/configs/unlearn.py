@@ -1,4 +1,8 @@
-"""Config of `python -m experiments.unlearn`: reference models, unlearning methods, evaluation.
+"""python -m experiments.unlearn --config=experiments/configs/unlearn.py --workdir=DIR
+
+Config of `experiments.unlearn` (the main job) and of `experiments.tune` (same file:
+`python -m experiments.tune --config=experiments/configs/unlearn.py:methods=ga+neggrad
+--workdir=DIR`): reference models, unlearning methods, evaluation, tuning.
 
 Argument (optional): `key=value` pairs separated by commas; the keys of `train.py` (dataset,
 model, width, forget, seeds, oracle_seeds, epochs) plus `methods`, a `+`-separated list of method

@@ -32,13 +32,16 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from unlearn_jax.errors import UserError
+from unlearn_jax.runtime import quiet_absl_logging
+
 DATASETS = ("mnist5k", "digits")
 
 _MNIST5K_RELPATH = os.path.join("data", "data", "mnist_5k.csv.gz")
 _TFDS_CHUNK = 1024  # items per `__getitems__` call when reading TFDS sources
 
 
-class DatasetNotPreparedError(ValueError):
+class DatasetNotPreparedError(UserError):
   """A TFDS dataset is known to TFDS but its files are not on disk (offline)."""
 
 
@@ -290,6 +293,11 @@ def _load_tfds(
 
 def _tfds_source(tfds: Any, name: str, split: str, data_dir: str | None) -> Any:
   """`tfds.data_source` for one split, with one-line errors when offline."""
+  with quiet_absl_logging():  # the error raised says what is wrong and how to fix it
+    return _tfds_source_or_raise(tfds, name, split, data_dir)
+
+
+def _tfds_source_or_raise(tfds: Any, name: str, split: str, data_dir: str | None) -> Any:
   try:
     return tfds.data_source(name, split=split, data_dir=data_dir,
                             download=False)

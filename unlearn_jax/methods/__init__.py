@@ -1,6 +1,7 @@
 """Unlearning methods by name (`40-methods.md`). One module per method, loaded on first use.
 
   run_method(name, state, data, config, key, mask=None) -> UnlearnResult
+  check_method_config(name, config, data=None) -> resolved hyperparameters (raises if invalid)
 
 See `unlearn_jax.methods.base` for the contract every method module meets.
 """
@@ -29,6 +30,16 @@ def method_defaults(name: str) -> dict:
   return dict(get_method(name).DEFAULTS)
 
 
+def check_method_config(name: str, config: Mapping[str, Any], data: Optional[UnlearnData] = None
+                        ) -> dict:
+  """DEFAULTS overridden by `config`, checked by the method's own `check_config` (with the data
+  sizes when `data` is given); a `MethodConfigError` names the method and the hyperparameter."""
+  module = get_method(name)
+  cfg = merged_config(name, module.DEFAULTS, config)
+  module.check_config(cfg, data)
+  return cfg
+
+
 def run_method(name: str, state, data: UnlearnData, config: Optional[Mapping[str, Any]], key,
                mask=None) -> UnlearnResult:
   """Run method `name` with DEFAULTS overridden by `config` (unknown keys are an error)."""
@@ -38,4 +49,4 @@ def run_method(name: str, state, data: UnlearnData, config: Optional[Mapping[str
 
 
 __all__ = ["METHODS", "MethodConfigError", "UnlearnData", "UnlearnResult", "get_method",
-           "method_defaults", "run_method"]
+           "method_defaults", "check_method_config", "run_method"]

@@ -25,9 +25,14 @@ DEFAULTS = dict(epochs=2, batch_size=64, learning_rate=0.01, momentum=0.9, weigh
                 schedule="constant", final_lr_fraction=0.0)
 
 
-def unlearn(state, data: base.UnlearnData, cfg, key, mask=None) -> base.UnlearnResult:
+def check_config(cfg, data: base.UnlearnData | None = None) -> None:
   common.check_sgd_config("amnesiac", cfg)
-  common.check_forget("amnesiac", data)
+  if data is not None:
+    common.check_forget("amnesiac", data)
+
+
+def unlearn(state, data: base.UnlearnData, cfg, key, mask=None) -> base.UnlearnResult:
+  check_config(cfg, data)
   with base.Timer() as timer:
     return relabel_and_train(state, data, cfg, key, mask, allow_true_label=False,
                              timer=timer)

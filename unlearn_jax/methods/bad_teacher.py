@@ -79,7 +79,7 @@ def targets(competent, incompetent, x, is_forget, temperature: float, model_axis
   return jnp.where(is_forget[:, None], bad, good)
 
 
-def check_config(cfg: Mapping[str, Any]) -> None:
+def check_config(cfg: Mapping[str, Any], data: base.UnlearnData | None = None) -> None:
   common.check_distill_config("bad_teacher", cfg)
   base.require("bad_teacher", cfg["optimizer"] in base.OPTIMIZERS,
                f"optimizer must be 'adam' or 'sgd', got {cfg['optimizer']!r}")
@@ -87,17 +87,20 @@ def check_config(cfg: Mapping[str, Any]) -> None:
                f"retain_fraction must be in (0, 1], got {cfg['retain_fraction']}")
   base.require("bad_teacher", cfg["reduction"] in _REDUCTIONS,
                f"reduction must be one of {_REDUCTIONS}, got {cfg['reduction']!r}")
+  if data is not None:
+    nr, nf = len(data.retain_x), common.check_forget("bad_teacher", data)
+    m = int(round(cfg["retain_fraction"] * nr))
+    base.require("bad_teacher", m >= 1,
+                 f"retain_fraction {cfg['retain_fraction']} of {nr} retain examples is empty")
+    common.check_batch("bad_teacher", "batch_size",
+                       "distillation pool (retain subset + forget)", cfg["batch_size"], m + nf)
 
 
 def unlearn(state, data: base.UnlearnData, cfg, key, mask=None) -> base.UnlearnResult:
-  check_config(cfg)
-  nr, nf = len(data.retain_x), common.check_forget("bad_teacher", data)
+  check_config(cfg, data)
+  nr, nf = len(data.retain_x), len(data.forget_x)
   m = int(round(cfg["retain_fraction"] * nr))
-  base.require("bad_teacher", m >= 1,
-               f"retain_fraction {cfg['retain_fraction']} of {nr} retain examples is empty")
   pool = m + nf
-  common.check_batch("bad_teacher", "batch_size", "distillation pool (retain subset + forget)",
-                     cfg["batch_size"], pool)
   epochs, bs = int(cfg["epochs"]), int(cfg["batch_size"])
   with base.Timer() as timer:
     stacked = base.is_stacked(state)

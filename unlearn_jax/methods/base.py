@@ -4,6 +4,9 @@ divergence checks. (Building blocks that several methods use live in `methods.co
 A method is a module `unlearn_jax.methods.<name>` that defines
   USES_FORGET: bool                     whether it reads D_f (matters for the overparam. study)
   DEFAULTS: dict                        its hyperparameters (every number lives in the config)
+  check_config(config, data=None) -> None   raises `MethodConfigError` for a bad hyperparameter
+                                        (and, given `data`, one that does not fit its sizes);
+                                        `unlearn` calls it first, the launchers before any run
   unlearn(state, data, config, key, mask=None) -> UnlearnResult
 where `state` is the trained (original) `TrainState`, single or stacked over seeds, `data` an
 `UnlearnData`, `config` a mapping with the method's hyperparameters (DEFAULTS overridden by the
@@ -25,6 +28,7 @@ import numpy as np
 import optax
 
 from unlearn_jax import masking
+from unlearn_jax.errors import UserError
 from unlearn_jax.models import Model
 from unlearn_jax.train import (TrainState, check_batch_size, fit, make_optimizer,
                                make_train_step, num_models, train_step)
@@ -71,7 +75,7 @@ class UnlearnResult:
   info: dict = dataclasses.field(default_factory=dict)
 
 
-class MethodConfigError(ValueError):
+class MethodConfigError(UserError):
   """A method's configuration is invalid."""
 
 

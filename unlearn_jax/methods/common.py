@@ -70,11 +70,11 @@ def check_sgd_config(name: str, cfg: Mapping[str, Any],
 
 def check_distill_config(name: str, cfg: Mapping[str, Any]) -> None:
   """Checks shared by the distillation methods (epochs, temperature, learning rate)."""
-  base.require(name, int(cfg["epochs"]) == cfg["epochs"] and cfg["epochs"] >= 1,
+  base.require(name, is_int(cfg["epochs"]) and cfg["epochs"] >= 1,
                f"epochs must be an integer >= 1, got {cfg['epochs']}")
-  base.require(name, cfg["temperature"] > 0,
+  base.require(name, is_real(cfg["temperature"]) and cfg["temperature"] > 0,
                f"temperature must be > 0, got {cfg['temperature']}")
-  base.require(name, cfg["learning_rate"] > 0,
+  base.require(name, is_real(cfg["learning_rate"]) and cfg["learning_rate"] > 0,
                f"learning_rate must be > 0, got {cfg['learning_rate']}")
   if "schedule" in cfg:
     base.require(name, cfg["schedule"] in ("constant", "cosine"),

@@ -74,7 +74,7 @@ def localize_and_reset(state, data: base.UnlearnData, cfg, init_key, mask=None):
   return state.replace(params=params), mask, scored
 
 
-def unlearn(state, data: base.UnlearnData, cfg, key, mask=None) -> base.UnlearnResult:
+def check_config(cfg, data: base.UnlearnData | None = None) -> None:
   common.check_sgd_config("del", cfg, batch_keys=("batch_size", "mask_batch_size"))
   common.check_alpha("del", cfg["alpha"])
   base.require("del", cfg["criterion"] in localize.CRITERIA,
@@ -86,7 +86,13 @@ def unlearn(state, data: base.UnlearnData, cfg, key, mask=None) -> base.UnlearnR
     localize.channel_top_h(cfg["top_h"], 10, 10)
   except ValueError as e:
     base.require("del", False, str(e))
-  common.check_forget("del", data)
+  if data is not None:
+    common.check_forget("del", data)
+    common.check_batch("del", "batch_size", "retain", cfg["batch_size"], len(data.retain_x))
+
+
+def unlearn(state, data: base.UnlearnData, cfg, key, mask=None) -> base.UnlearnResult:
+  check_config(cfg, data)
   is_classifier = masking.path_contains(cfg["classifier"])
   paths = [masking.keypath_str(p) for p, _ in
            jax.tree_util.tree_flatten_with_path(state.params)[0]]

@@ -4,15 +4,21 @@ Uses only the retain set (a catastrophic-forgetting baseline; e.g. SalUn, Fan et
 L1-sparse, Jia et al. 2023). `40-methods.md`.
 """
 
-from unlearn_jax.methods import base
+from unlearn_jax.methods import base, common
 
 USES_FORGET = False
 DEFAULTS = dict(epochs=3, batch_size=64, learning_rate=0.01, momentum=0.9, weight_decay=5e-4,
                 schedule="cosine", final_lr_fraction=0.0)
 
 
+def check_config(cfg, data: base.UnlearnData | None = None) -> None:
+  common.check_sgd_config("finetune", cfg)
+  if data is not None:
+    common.check_batch("finetune", "batch_size", "retain", cfg["batch_size"], len(data.retain_x))
+
+
 def unlearn(state, data: base.UnlearnData, cfg, key, mask=None) -> base.UnlearnResult:
-  base.require("finetune", cfg["epochs"] >= 1, f"epochs must be >= 1, got {cfg['epochs']}")
+  check_config(cfg, data)
   with base.Timer() as timer:
     steps = base.steps_per_epoch(len(data.retain_x), cfg["batch_size"], data)
     tx = base.optimizer(cfg, cfg["epochs"] * steps, mask)

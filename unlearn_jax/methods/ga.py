@@ -35,11 +35,22 @@ def neg_ce_objective(logits, labels, params, step):
 ASCENT_STEP = make_train_step(neg_ce_objective)  # module level: compiled once per setting
 
 
+def check_ascent_config(name: str, cfg, data: base.UnlearnData | None = None) -> None:
+  """Checks of `ga` and `neggrad` (batches larger than D_f are clipped, so any size >= 1)."""
+  common.check_sgd_config(name, cfg)
+  if data is not None:
+    common.check_forget(name, data)
+
+
+def check_config(cfg, data: base.UnlearnData | None = None) -> None:
+  check_ascent_config("ga", cfg, data)
+
+
 def gradient_ascent(name: str, state, data: base.UnlearnData, cfg, key, mask=None
                     ) -> base.UnlearnResult:
   """The GA update shared by `ga` and `neggrad` (errors name `name`)."""
-  common.check_sgd_config(name, cfg)
-  n = common.check_forget(name, data)
+  check_ascent_config(name, cfg, data)
+  n = len(data.forget_x)
   with base.Timer() as timer:
     batch_size = min(int(cfg["batch_size"]), n)
     steps = base.steps_per_epoch(n, batch_size, data)

@@ -45,10 +45,18 @@ def l1_step(gamma: float, total_steps: int):
   return make_train_step(objective)
 
 
-def unlearn(state, data: base.UnlearnData, cfg, key, mask=None) -> base.UnlearnResult:
+def check_config(cfg, data: base.UnlearnData | None = None) -> None:
   common.check_sgd_config("l1_sparse", cfg)
   g = cfg["gamma"]
   base.require("l1_sparse", common.is_real(g) and g >= 0, f"gamma must be >= 0, got {g!r}")
+  if data is not None:
+    common.check_batch("l1_sparse", "batch_size", "retain", cfg["batch_size"],
+                       len(data.retain_x))
+
+
+def unlearn(state, data: base.UnlearnData, cfg, key, mask=None) -> base.UnlearnResult:
+  check_config(cfg, data)
+  g = cfg["gamma"]
   with base.Timer() as timer:
     steps = base.steps_per_epoch(len(data.retain_x), cfg["batch_size"], data)
     total = cfg["epochs"] * steps

@@ -15,11 +15,15 @@ the end instead of accelerating), the form used as the NegGrad baseline in the S
 from __future__ import annotations
 
 from unlearn_jax.methods import base
-from unlearn_jax.methods.ga import gradient_ascent
+from unlearn_jax.methods.ga import check_ascent_config, gradient_ascent
 
 USES_FORGET = True
 DEFAULTS = dict(epochs=10, batch_size=32, learning_rate=0.02, momentum=0.9, weight_decay=0.0,
                 schedule="cosine", final_lr_fraction=0.0)
+
+
+def check_config(cfg, data: base.UnlearnData | None = None) -> None:
+  check_ascent_config("neggrad", cfg, data)
 
 
 def unlearn(state, data: base.UnlearnData, cfg, key, mask=None) -> base.UnlearnResult:

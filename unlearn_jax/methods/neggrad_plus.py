@@ -70,12 +70,20 @@ def _compiled_paired_step(batch_r: int, batch_f: int, stacked: bool, mesh, model
   return jax.jit(run, donate_argnums=(0,))
 
 
-def unlearn(state, data: base.UnlearnData, cfg, key, mask=None) -> base.UnlearnResult:
+def check_config(cfg, data: base.UnlearnData | None = None) -> None:
   common.check_sgd_config("neggrad_plus", cfg, batch_keys=("batch_size", "forget_batch_size"))
   beta = cfg["beta"]
   base.require("neggrad_plus", common.is_real(beta) and 0 <= beta <= 1,
                f"beta must be in [0, 1], got {beta!r}")
-  n_f = common.check_forget("neggrad_plus", data)
+  if data is not None:
+    common.check_forget("neggrad_plus", data)
+    common.check_batch("neggrad_plus", "batch_size", "retain", cfg["batch_size"],
+                       len(data.retain_x))
+
+
+def unlearn(state, data: base.UnlearnData, cfg, key, mask=None) -> base.UnlearnResult:
+  check_config(cfg, data)
+  beta, n_f = cfg["beta"], len(data.forget_x)
   with base.Timer() as timer:
     stacked = base.is_stacked(state)
     n_r = int(len(data.retain_x))

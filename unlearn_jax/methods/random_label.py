@@ -89,10 +89,15 @@ def relabel_and_train(state, data: base.UnlearnData, cfg, key, mask=None, *,
                      + extra_example_gradients)
 
 
-def unlearn(state, data: base.UnlearnData, cfg, key, mask=None) -> base.UnlearnResult:
+def check_config(cfg, data: base.UnlearnData | None = None) -> None:
   common.check_sgd_config("random_label", cfg)
-  common.check_forget("random_label", data)
-  base.require("random_label", data.num_classes >= 2, "needs at least 2 classes")
+  if data is not None:
+    common.check_forget("random_label", data)
+    base.require("random_label", data.num_classes >= 2, "needs at least 2 classes")
+
+
+def unlearn(state, data: base.UnlearnData, cfg, key, mask=None) -> base.UnlearnResult:
+  check_config(cfg, data)
   with base.Timer() as timer:
     return relabel_and_train(state, data, cfg, key, mask,
                              allow_true_label=bool(cfg["allow_true_label"]), timer=timer)

@@ -12,11 +12,15 @@ DEFAULTS = dict(epochs=12, batch_size=64, learning_rate=0.1, momentum=0.9, weigh
                 schedule="cosine", final_lr_fraction=0.0)
 
 
+def check_config(cfg, data: base.UnlearnData | None = None) -> None:
+  common.check_sgd_config("retrain", cfg)
+  if data is not None:
+    common.check_batch("retrain", "batch_size", "retain", cfg["batch_size"], len(data.retain_x))
+
+
 def unlearn(state, data: base.UnlearnData, cfg, key, mask=None) -> base.UnlearnResult:
   base.require("retrain", mask is None, "a mask does not apply to retraining from scratch")
-  base.require("retrain", cfg["epochs"] >= 1, f"epochs must be >= 1, got {cfg['epochs']}")
-  base.require("retrain", cfg["learning_rate"] > 0,
-               f"learning_rate must be > 0, got {cfg['learning_rate']}")
+  check_config(cfg, data)
   with base.Timer() as timer:
     steps = base.steps_per_epoch(len(data.retain_x), cfg["batch_size"], data)
     tx = base.optimizer(cfg, cfg["epochs"] * steps)

@@ -29,10 +29,16 @@ DEFAULTS = dict(alpha=0.5, mask_batch_size=128, epochs=3, batch_size=64, learnin
                 allow_true_label=False)
 
 
-def unlearn(state, data: base.UnlearnData, cfg, key, mask=None) -> base.UnlearnResult:
+def check_config(cfg, data: base.UnlearnData | None = None) -> None:
   common.check_sgd_config("salun", cfg, batch_keys=("batch_size", "mask_batch_size"))
   common.check_alpha("salun", cfg["alpha"])
-  n_f = common.check_forget("salun", data)
+  if data is not None:
+    common.check_forget("salun", data)
+
+
+def unlearn(state, data: base.UnlearnData, cfg, key, mask=None) -> base.UnlearnResult:
+  check_config(cfg, data)
+  n_f = len(data.forget_x)
   with base.Timer() as timer:
     saliency = common.localization_masks(state, data.forget_x, data.forget_y,
                                          alpha=float(cfg["alpha"]), criterion="grad",

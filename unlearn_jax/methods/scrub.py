@@ -84,7 +84,7 @@ def scrub_steps(temperature: float, gamma: float, alpha: float):
   return common.make_step(max_loss), common.make_step(min_loss)
 
 
-def check_config(cfg: Mapping[str, Any]) -> None:
+def check_config(cfg: Mapping[str, Any], data: base.UnlearnData | None = None) -> None:
   common.check_distill_config("scrub", cfg)
   base.require("scrub", int(cfg["max_steps"]) == cfg["max_steps"] and cfg["max_steps"] >= 0,
                f"max_steps must be an integer >= 0, got {cfg['max_steps']}")
@@ -92,15 +92,18 @@ def check_config(cfg: Mapping[str, Any]) -> None:
   base.require("scrub", cfg["alpha"] > 0,
                f"alpha must be > 0 (the retain-set KL keeps the student near the teacher), "
                f"got {cfg['alpha']}")
+  if data is not None:
+    common.check_batch("scrub", "forget_batch_size", "forget", cfg["forget_batch_size"],
+                       len(data.forget_x))
+    common.check_batch("scrub", "retain_batch_size", "retain", cfg["retain_batch_size"],
+                       len(data.retain_x))
 
 
 def unlearn(state, data: base.UnlearnData, cfg, key, mask=None) -> base.UnlearnResult:
-  check_config(cfg)
+  check_config(cfg, data)
   epochs, max_steps = int(cfg["epochs"]), int(cfg["max_steps"])
   fb, rb = cfg["forget_batch_size"], cfg["retain_batch_size"]
   nf, nr = len(data.forget_x), len(data.retain_x)
-  common.check_batch("scrub", "forget_batch_size", "forget", fb, nf)
-  common.check_batch("scrub", "retain_batch_size", "retain", rb, nr)
   fb, rb = int(fb), int(rb)
   with base.Timer() as timer:
     stacked = base.is_stacked(state)

@@ -88,15 +88,17 @@ def _compiled_update(lr: float, visits: float, stacked: bool, mask_axis):
   return jax.jit(jax.vmap(one, in_axes=(0, 0, mask_axis)) if stacked else one)
 
 
-def check_config(cfg) -> None:
-  base.require("single_gradient", cfg["learning_rate"] > 0,
+def check_config(cfg, data: base.UnlearnData | None = None) -> None:
+  base.require("single_gradient", common.is_real(cfg["learning_rate"]) and cfg["learning_rate"] > 0,
                f"learning_rate must be > 0, got {cfg['learning_rate']}")
-  base.require("single_gradient", cfg["visits"] > 0, f"visits must be > 0, got {cfg['visits']}")
+  base.require("single_gradient", common.is_real(cfg["visits"]) and cfg["visits"] > 0, f"visits must be > 0, got {cfg['visits']}")
   base.require("single_gradient", cfg["reference"] in REFERENCES,
                f"reference must be one of {REFERENCES}, got {cfg['reference']!r}")
   base.require("single_gradient", int(cfg["batch_size"]) == cfg["batch_size"]
                and cfg["batch_size"] >= 1, f"batch_size must be an integer >= 1, got "
                f"{cfg['batch_size']}")
+  if data is not None:
+    common.check_forget("single_gradient", data)
 
 
 def unlearn(state, data: base.UnlearnData, cfg, key, mask=None, *,
@@ -104,8 +106,8 @@ def unlearn(state, data: base.UnlearnData, cfg, key, mask=None, *,
   """See the module docstring; `reference_state` (same stacking as `state`) is w_0 when
   `cfg["reference"] == "initial"`."""
   del key  # deterministic
-  check_config(cfg)
-  nf = common.check_forget("single_gradient", data)
+  check_config(cfg, data)
+  nf = len(data.forget_x)
   if cfg["reference"] == "initial":
     base.require("single_gradient", reference_state is not None,
                  "reference='initial' needs the initial weights w_0: call "

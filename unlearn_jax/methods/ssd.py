@@ -128,19 +128,21 @@ def _compiled_dampen(selection: float, dampening: float, stacked: bool, mask_axi
   return jax.jit(jax.vmap(one, in_axes=(0, 0, 0, mask_axis)) if stacked else one)
 
 
-def check_config(cfg) -> None:
-  base.require("ssd", cfg["selection"] > 0, f"selection (a) must be > 0, got {cfg['selection']}")
-  base.require("ssd", cfg["dampening"] > 0,
+def check_config(cfg, data: base.UnlearnData | None = None) -> None:
+  base.require("ssd", common.is_real(cfg["selection"]) and cfg["selection"] > 0, f"selection (a) must be > 0, got {cfg['selection']}")
+  base.require("ssd", common.is_real(cfg["dampening"]) and cfg["dampening"] > 0,
                f"dampening (lambda) must be > 0, got {cfg['dampening']}")
   base.require("ssd", int(cfg["batch_size"]) == cfg["batch_size"] and cfg["batch_size"] >= 1,
                f"batch_size must be an integer >= 1, got {cfg['batch_size']}")
+  if data is not None:
+    base.require("ssd", len(data.forget_x) >= 1,
+                 "the forget set is empty; there is nothing to dampen")
 
 
 def unlearn(state, data: base.UnlearnData, cfg, key, mask=None) -> base.UnlearnResult:
   del key  # deterministic: no randomness
-  check_config(cfg)
+  check_config(cfg, data)
   nr, nf = len(data.retain_x), len(data.forget_x)
-  base.require("ssd", nf >= 1, "the forget set is empty; there is nothing to dampen")
   leaves = jax.tree_util.tree_leaves(state.params)
   base.require("ssd", len(leaves) > 0 and all(jnp.issubdtype(l.dtype, jnp.floating)
                                                 for l in leaves),

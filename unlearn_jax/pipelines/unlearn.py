@@ -2,19 +2,21 @@
 
   run_unlearn(config, workdir) -> summary
 
-Workdir layout (on top of `unlearn_jax.pipeline`'s config.json, forget_set.npz, models/):
+Files (`layout.Workdir`): on top of config.json, forget_set.npz and models/ of the reference
+groups,
   methods/<name>/checkpoint/   the unlearned stacked state (params + model_state; no optimizer)
   methods/<name>/result.json   status (done | failed), cost, diverged per seed, info, the
                                method's resolved hyperparameters; written atomically LAST
   eval/<group>.npz             logits [N, n, C] and labels of the forget/retain/validation/test
                                splits for `original`, `oracle` and every method
   eval/references.json         cost of the `original` and `oracle` groups
-  report.md, results.csv, results.json, summary.json, plots/   (`unlearn_jax.report`)
+  report.md, results.csv, results.json, summary.json, plots/   (`pipelines.report`)
 
 Reuse: a method whose result.json says `done` with the same hyperparameters and seeds is not run
 again (its logits are recomputed from the checkpoint if eval/<name>.npz is missing). A method
 without result.json (killed mid-run), one that failed, or one whose hyperparameters changed is
-run again from scratch. The reference groups resume or reload as in `pipeline.train_reference`.
+run again from scratch. The reference groups resume or reload as in `reference.train_reference`.
+Every method's hyperparameters are checked (`validate.plan`) before anything is trained.
 """
 
 from __future__ import annotations
@@ -33,66 +35,16 @@ import numpy as np
 import optax
 from absl import logging
 
-from unlearn_jax import io, pipeline
+from unlearn_jax import io
 from unlearn_jax.checkpoint import Checkpointer
-from unlearn_jax.methods import METHODS, UnlearnData, get_method, merged_config, run_method
-from unlearn_jax.train import TrainState, create_train_state, predict
+from unlearn_jax.methods import UnlearnData, get_method, run_method
+from unlearn_jax.pipelines import experiment, reference
+from unlearn_jax.pipelines.experiment import Experiment, load_logits, save_logits  # noqa: F401
+from unlearn_jax.pipelines.layout import Workdir
+from unlearn_jax.pipelines.validate import method_overrides, resolve_methods  # noqa: F401
+from unlearn_jax.train import TrainState, create_train_state
 
-EVAL_SPLITS = ("forget", "retain", "validation", "test")
-# Fields of `config.train` that `retrain` takes unless `method_configs.retrain` overrides them.
-RETRAIN_RECIPE = ("epochs", "batch_size", "learning_rate", "momentum", "weight_decay", "schedule",
-                  "final_lr_fraction")
 _METHOD_STREAM = 2  # keeps method keys apart from the reference groups' (0 and 1)
-
-
-# ----------------------------------------------------------------------------------------------
-# Configuration.
-
-
-def _plain(value) -> dict:
-  if value is None:
-    return {}
-  return dict(value.to_dict() if hasattr(value, "to_dict") else value)
-
-
-def method_overrides(config, name: str) -> dict:
-  """The user's hyperparameters of method `name` (unset placeholders dropped).
-
-  `retrain` defaults to the reference recipe of `config.train`.
-  """
-  configs = config.get("method_configs") or {}
-  overrides = {k: v for k, v in _plain(configs.get(name)).items() if v is not None}
-  if name == "retrain":
-    overrides = {**{k: config.train[k] for k in RETRAIN_RECIPE}, **overrides}
-  return overrides
-
-
-def resolve_methods(config) -> dict[str, Any]:
-  """name -> resolved hyperparameters (dict), or the exception importing the module raised.
-
-  Raises (before anything is trained) on an unknown method name, a duplicate, an entry of
-  `method_configs` naming an unknown method, or an unknown hyperparameter.
-  """
-  names = tuple(config.methods)
-  unknown = [n for n in names if n not in METHODS]
-  if unknown:
-    raise ValueError(f"unknown unlearning method(s) {unknown} in config.methods; choose from "
-                     f"{', '.join(METHODS)}")
-  if len(set(names)) != len(names):
-    raise ValueError(f"config.methods lists a method twice: {list(names)}")
-  stray = [n for n in _plain(config.get("method_configs")) if n not in METHODS]
-  if stray:
-    raise ValueError(f"config.method_configs has entries for unknown method(s) {stray}; choose "
-                     f"from {', '.join(METHODS)}")
-  resolved: dict[str, Any] = {}
-  for name in names:
-    try:
-      defaults = get_method(name).DEFAULTS
-    except ImportError as e:  # recorded as this method's failure, the others still run
-      resolved[name] = e
-      continue
-    resolved[name] = merged_config(name, defaults, method_overrides(config, name))
-  return resolved
 
 
 def method_keys(seeds, name: str) -> jax.Array:
@@ -103,37 +55,7 @@ def method_keys(seeds, name: str) -> jax.Array:
 
 
 # ----------------------------------------------------------------------------------------------
-# Saved logits.
-
-
-def eval_path(workdir, group: str) -> Path:
-  return Path(workdir) / "eval" / f"{group}.npz"
-
-
-def save_logits(path, state: TrainState, splits: Mapping[str, tuple], batch_size: int,
-                model_axis: str = "auto") -> None:
-  """Logits `[N, n, C]` (float32) and labels of every split, written atomically to `path`."""
-  arrays = {}
-  for name in EVAL_SPLITS:
-    x, y = splits[name]
-    arrays[f"{name}_logits"] = np.asarray(predict(state, x, batch_size=batch_size,
-                                                  model_axis=model_axis), np.float32)
-    arrays[f"{name}_labels"] = np.asarray(y, np.int64)
-  io.atomic_savez(path, **arrays)
-
-
-def load_logits(path) -> dict[str, np.ndarray]:
-  """`{<split>_logits: [N, n, C], <split>_labels: [n]}` as saved by `save_logits`."""
-  with np.load(path) as f:
-    return {k: f[k] for k in f.files}
-
-
-# ----------------------------------------------------------------------------------------------
 # One method.
-
-
-def method_dir(workdir, name: str) -> Path:
-  return Path(workdir) / "methods" / name
 
 
 def _stripped(state: TrainState) -> TrainState:
@@ -144,10 +66,11 @@ def _stripped(state: TrainState) -> TrainState:
 def load_unlearned(workdir, name: str, like: TrainState) -> TrainState:
   """The unlearned stacked state of method `name` (`like`: any state of the same model and N,
   e.g. the original group). Its `opt_state` is None: re-create an optimizer to train it."""
-  with Checkpointer(method_dir(workdir, name) / "checkpoint", max_to_keep=1) as ckpt:
+  layout = Workdir(workdir)
+  with Checkpointer(layout.method_checkpoint(name), max_to_keep=1) as ckpt:
     epoch = ckpt.latest_epoch()
     if epoch is None:
-      raise FileNotFoundError(f"no checkpoint of method '{name}' in {method_dir(workdir, name)}")
+      raise FileNotFoundError(f"no checkpoint of method '{name}' in {layout.method(name)}")
     return ckpt.restore(epoch, _stripped(like))
 
 
@@ -173,7 +96,7 @@ def _finished(result_path: Path, hparams: dict, seeds) -> bool:
           and r.get("seeds") == list(seeds))
 
 
-def apply_method(exp: pipeline.Experiment, name: str, hparams: dict, original: TrainState,
+def apply_method(exp: Experiment, name: str, hparams: dict, original: TrainState,
                  data: UnlearnData, keys):
   """Run method `name` on the original models (the pipeline's extra inputs included: for
   `single_gradient` with reference="initial", w_0 = the original group's initialization)."""
@@ -183,20 +106,20 @@ def apply_method(exp: pipeline.Experiment, name: str, hparams: dict, original: T
   return run_method(name, original, data, hparams, keys)
 
 
-def run_one_method(exp: pipeline.Experiment, name: str, hparams: Any, original: TrainState,
+def run_one_method(exp: Experiment, name: str, hparams: Any, original: TrainState,
                    data: UnlearnData, splits: Mapping[str, tuple]) -> dict:
   """Run (or reuse) method `name` and save its checkpoint, logits and result.json.
 
   Returns the result record. Any exception of the method is recorded (status `failed`, with
   its message) instead of being raised.
   """
-  workdir, seeds = exp.workdir, list(exp.seeds)
-  out = method_dir(workdir, name)
-  result_path = out / "result.json"
+  workdir, layout, seeds = exp.workdir, exp.layout, list(exp.seeds)
+  out, logits_path = layout.method(name), layout.logits(name)
+  result_path = layout.method_result(name)
   ev = exp.config.eval
   if not isinstance(hparams, Exception) and _finished(result_path, hparams, seeds):
-    if not eval_path(workdir, name).exists():
-      save_logits(eval_path(workdir, name), load_unlearned(workdir, name, original), splits,
+    if not logits_path.exists():
+      save_logits(logits_path, load_unlearned(workdir, name, original), splits,
                   ev.batch_size, exp.config.train.model_axis)
     record = io.read_json(result_path)
     record["reused"] = True
@@ -204,7 +127,7 @@ def run_one_method(exp: pipeline.Experiment, name: str, hparams: Any, original: 
 
   if out.exists():  # unfinished, failed or made with other hyperparameters: start afresh
     shutil.rmtree(out)
-  eval_path(workdir, name).unlink(missing_ok=True)
+  logits_path.unlink(missing_ok=True)
   out.mkdir(parents=True)
   record = {"method": name, "seeds": seeds}
   try:
@@ -217,9 +140,9 @@ def run_one_method(exp: pipeline.Experiment, name: str, hparams: Any, original: 
     result = apply_method(exp, name, hparams, original, data, keys)
     state = jax.block_until_ready(result.state)
     cpu_s = time.process_time() - cpu0  # CPU time of all threads: robust to a shared machine
-    with Checkpointer(out / "checkpoint", max_to_keep=1) as ckpt:
+    with Checkpointer(layout.method_checkpoint(name), max_to_keep=1) as ckpt:
       ckpt.save(1, _stripped(state))
-    save_logits(eval_path(workdir, name), state, splits, ev.batch_size,
+    save_logits(logits_path, state, splits, ev.batch_size,
                 exp.config.train.model_axis)
     diverged = np.atleast_1d(np.asarray(result.diverged, bool))
     cost = {**io.to_jsonable(result.cost), "cpu_s": cpu_s}
@@ -229,7 +152,7 @@ def run_one_method(exp: pipeline.Experiment, name: str, hparams: Any, original: 
     record.update(status="failed", error=f"{type(e).__name__}: {e}",
                   traceback=traceback.format_exc(limit=8))
     logging.warning("unlearning method '%s' failed: %s", name, record["error"])
-    eval_path(workdir, name).unlink(missing_ok=True)
+    logits_path.unlink(missing_ok=True)
   io.atomic_write_json(result_path, record)
   record["reused"] = False
   return record
@@ -239,19 +162,19 @@ def run_one_method(exp: pipeline.Experiment, name: str, hparams: Any, original: 
 # The whole experiment.
 
 
-def initial_state(exp: pipeline.Experiment, group: str) -> TrainState:
+def initial_state(exp: Experiment, group: str) -> TrainState:
   """The initialization of reference group `group` (stacked; an identity optimizer)."""
-  init_keys, _ = pipeline.group_keys(exp.seeds, group)
+  init_keys, _ = experiment.group_keys(exp.seeds, group)
   return create_train_state(exp.model, optax.identity(), init_keys, exp.dataset.image_shape)
 
 
-def unlearn_data(exp: pipeline.Experiment) -> UnlearnData:
+def unlearn_data(exp: Experiment) -> UnlearnData:
   splits = exp.splits()
   (rx, ry), (fx, fy) = splits["retain"], splits["forget"]
   return UnlearnData(retain_x=rx, retain_y=np.asarray(ry), forget_x=fx, forget_y=np.asarray(fy),
                      num_classes=exp.dataset.num_classes, model=exp.model,
                      image_shape=exp.dataset.image_shape,
-                     model_axis=exp.config.train.model_axis, mesh=pipeline.mesh_for(exp.config))
+                     model_axis=exp.config.train.model_axis, mesh=experiment.mesh_for(exp.config))
 
 
 def run_unlearn(config, workdir, *, report: bool = True) -> dict:
@@ -260,26 +183,26 @@ def run_unlearn(config, workdir, *, report: bool = True) -> dict:
   Args:
     config: the `experiments/configs/unlearn.py` config.
     workdir: the experiment folder (shared with `experiments.train`).
-    report: write report.md & co. with `unlearn_jax.report.evaluate_workdir` at the end.
+    report: write report.md & co. with `pipelines.report.evaluate_workdir` at the end.
 
   Returns:
     The summary (`summary.json`) if `report`, else `{group: result record}`.
   """
   t0 = time.perf_counter()
-  hparams = resolve_methods(config)  # config errors surface before any training
-  exp = pipeline.setup(config, workdir)
+  exp = experiment.setup(config, workdir, methods=True)  # every config error before any write
+  hparams = exp.hparams
   splits = exp.splits()
   batch, axis = config.eval.batch_size, config.train.model_axis
   costs = {}
   original = None
-  for group in pipeline.REFERENCE_GROUPS:
-    state, costs[group] = pipeline.train_reference(exp, group)
-    if not eval_path(exp.workdir, group).exists():
-      save_logits(eval_path(exp.workdir, group), state, splits, batch, axis)
+  for group in experiment.REFERENCE_GROUPS:
+    state, costs[group] = reference.train_reference(exp, group)
+    if not exp.layout.logits(group).exists():
+      save_logits(exp.layout.logits(group), state, splits, batch, axis)
     if group == "original":
       original = state
     del state
-  io.atomic_write_json(exp.workdir / "eval" / "references.json", costs)
+  io.atomic_write_json(exp.layout.references, costs)
 
   data = unlearn_data(exp)
   records = {}
@@ -291,5 +214,5 @@ def run_unlearn(config, workdir, *, report: bool = True) -> dict:
       logging.info("method %s: %s %s", name, r["status"], msg)
   if not report:
     return records
-  from unlearn_jax import report as report_lib  # matplotlib only when reporting
+  from unlearn_jax.pipelines import report as report_lib  # matplotlib only when reporting
   return report_lib.evaluate_workdir(exp.workdir, run_wall_s=time.perf_counter() - t0)

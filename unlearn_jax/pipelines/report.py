@@ -3,7 +3,7 @@
   evaluate_workdir(workdir) -> summary
 
 Reads config.json, eval/<group>.npz (logits and labels of the forget/retain/validation/test
-splits, `unlearn_pipeline.save_logits`), eval/references.json (cost of `original` and `oracle`)
+splits, `experiment.save_logits`), eval/references.json (cost of `original` and `oracle`)
 and methods/<name>/result.json, and writes
   results.json   every number: per seed, mean ± std, Δ to the oracle, FQ, MIA, ToW, cost
   results.csv    one row per model group (means and stds)
@@ -28,13 +28,15 @@ import io as _io
 import math
 import os
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from unlearn_jax import io, metrics
+from unlearn_jax.errors import WorkdirError
 from unlearn_jax.metrics.tow import TOW_SPLITS
+from unlearn_jax.pipelines.experiment import load_logits, read_workdir_json
+from unlearn_jax.pipelines.layout import Workdir
 
 SPLITS = ("forget", "retain", "validation", "test")
 REFERENCES = ("original", "oracle")
@@ -246,33 +248,29 @@ def evaluate_workdir(workdir, *, run_wall_s: float | None = None) -> dict:
   Returns:
     The summary (also written to `summary.json`); the full results are in `results.json`.
   """
-  from unlearn_jax.unlearn_pipeline import eval_path, load_logits, method_dir
-
-  workdir = Path(workdir).absolute()
-  config = io.read_json(workdir / "config.json")
+  layout = Workdir(workdir)
+  workdir = layout.root
+  check_evaluable(layout)
+  config = read_workdir_json(layout.config, "the recorded config")
   ev = {**EVAL_DEFAULTS, **(config.get("eval") or {})}
   methods = list(config.get("methods") or [])
   seeds = list(config["seeds"])
   group_seeds = {"oracle": list(config.get("oracle_seeds") or seeds)}
-  ref_path = workdir / "eval" / "references.json"
-  ref_costs = io.read_json(ref_path) if ref_path.exists() else {}
-  for group in REFERENCES:
-    if not eval_path(workdir, group).exists():
-      raise FileNotFoundError(f"{eval_path(workdir, group)} is missing: run "
-                              f"`python -m experiments.unlearn --workdir={workdir}` first")
+  ref_costs = (read_workdir_json(layout.references, "reference costs")
+               if layout.references.exists() else {})
 
   # Pass 1: what each group is (status, cost, logits of its kept seeds).
   loaded: dict[str, tuple[dict, dict | None, np.ndarray]] = {}
   for name in (*REFERENCES, *methods):
     is_ref = name in REFERENCES
     record = ({"status": "done", "cost": ref_costs.get(name)} if is_ref else None)
-    if not is_ref and (method_dir(workdir, name) / "result.json").exists():
-      record = io.read_json(method_dir(workdir, name) / "result.json")
+    if not is_ref and layout.method_result(name).exists():
+      record = read_workdir_json(layout.method_result(name), f"method {name}'s result")
     logits = None
-    if record is not None and record.get("status") == "done" and eval_path(workdir, name).exists():
-      logits = load_logits(eval_path(workdir, name))
+    if record is not None and record.get("status") == "done" and layout.logits(name).exists():
+      logits = load_logits(layout.logits(name))
     if record is not None and record.get("status") == "done" and logits is None:
-      record = {**record, "status": "failed", "error": f"{eval_path(workdir, name)} is missing"}
+      record = {**record, "status": "failed", "error": f"{layout.logits(name)} is missing"}
     diverged = np.zeros(len(group_seeds.get(name, seeds)), bool)
     if logits is not None:
       n = logits["forget_logits"].shape[0]
@@ -325,14 +323,28 @@ def evaluate_workdir(workdir, *, run_wall_s: float | None = None) -> dict:
              "forget": {"kind": config["forget"]["kind"],
                         "size": int(oracle_logits["forget_labels"].shape[0])},
              "eval": ev, "oracle_ceiling": ceiling, "order": list(groups), "groups": groups}
-  plots = write_plots(workdir, results, confs, oracle_conf, ev) if ev["plots"] else {}
+  plots = write_plots(layout, results, confs, oracle_conf, ev) if ev["plots"] else {}
   results["plots"] = plots
-  io.atomic_write_json(workdir / "results.json", results)
-  io.atomic_write_text(workdir / "results.csv", to_csv(results))
-  io.atomic_write_text(workdir / "report.md", to_markdown(results))
-  summary = make_summary(workdir, results, run_wall_s)
-  io.atomic_write_json(workdir / "summary.json", summary)
+  io.atomic_write_json(layout.results_json, results)
+  io.atomic_write_text(layout.results_csv, to_csv(results))
+  io.atomic_write_text(layout.report, to_markdown(results))
+  summary = make_summary(layout, results, run_wall_s)
+  io.atomic_write_json(layout.summary, summary)
   return summary
+
+
+def check_evaluable(layout: Workdir) -> None:
+  """The workdir holds a finished `experiments.unlearn` run's config and reference logits (a
+  one-line `WorkdirError` otherwise; nothing is written)."""
+  if not layout.root.is_dir():
+    raise WorkdirError(f"--workdir {layout.root} is not a folder of an experiments.unlearn run; "
+                       "pass the --workdir of a finished run")
+  missing = [p for p in (layout.config, *(layout.logits(g) for g in REFERENCES))
+             if not p.exists()]
+  if missing:
+    raise WorkdirError(f"{missing[0]} is missing, so {layout.root} holds no finished "
+                       "experiments.unlearn run; run python -m experiments.unlearn "
+                       f"--workdir={layout.root} first")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -352,9 +364,9 @@ def best_methods(results: dict) -> dict:
                                "value": by_forget["delta"]["forget_accuracy"]["mean"]}}
 
 
-def make_summary(workdir: Path, results: dict, run_wall_s: float | None) -> dict:
-  if run_wall_s is None and (workdir / "summary.json").exists():
-    run_wall_s = io.read_json(workdir / "summary.json").get("wall_s")
+def make_summary(layout: Workdir, results: dict, run_wall_s: float | None) -> dict:
+  if run_wall_s is None and layout.summary.exists():
+    run_wall_s = read_workdir_json(layout.summary, "the last summary").get("wall_s")
   groups = {}
   for name, g in results["groups"].items():
     s = {"status": g["status"], "cost": g["cost"], "cost_relative": g["cost_relative"]}
@@ -373,7 +385,7 @@ def make_summary(workdir: Path, results: dict, run_wall_s: float | None) -> dict
           "oracle_seeds": results.get("oracle_seeds"),
           "forget": results["forget"], "methods": results["methods"], "groups": groups,
           "best": best_methods(results), "oracle_ceiling": results["oracle_ceiling"].get("score"),
-          "report": str(workdir / "report.md"), "wall_s": run_wall_s}
+          "report": str(layout.report), "wall_s": run_wall_s}
 
 
 def one_line(summary: dict) -> str:
@@ -577,12 +589,12 @@ def histogram_examples(oracle_conf: np.ndarray, k: int) -> list[int]:
   return sorted({int(order[int(q * (len(order) - 1))]) for q in picks})
 
 
-def write_plots(workdir: Path, results: dict, confs: Mapping[str, np.ndarray],
+def write_plots(layout: Workdir, results: dict, confs: Mapping[str, np.ndarray],
                 oracle_conf: np.ndarray, ev: Mapping[str, Any]) -> dict[str, str]:
   """The report's PNGs; returns title -> path relative to the workdir."""
   from unlearn_jax import plotting
 
-  plots_dir = workdir / "plots"
+  plots_dir = layout.plots
   groups = [g for g in results["groups"].values() if "mean" in g]
   out = {}
   points = [{"name": _label(g), "kind": g["group"] if g["kind"] == "reference" else "method",

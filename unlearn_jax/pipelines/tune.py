@@ -18,60 +18,40 @@ full hyperparameters, so an interrupted sweep loses at most the candidate that w
 from __future__ import annotations
 
 import time
-from pathlib import Path
 from typing import Any
 
 import jax
 import numpy as np
 from absl import logging
 
-from unlearn_jax import io, pipeline, tuning, unlearn_pipeline
+from unlearn_jax import io, tuning
 from unlearn_jax.methods import get_method, merged_config
-
-
-def tune_dir(workdir) -> Path:
-  return Path(workdir) / "tuning"
-
-
-def method_space(config, name: str) -> dict[str, list]:
-  """The declared search space of method `name` (one-line error if there is none or a name in it
-  is not one of the method's hyperparameters)."""
-  spaces = config.tune.get("space") or {}
-  space = spaces.get(name)
-  space = dict(space.to_dict() if hasattr(space, "to_dict") else (space or {}))
-  space = {k: v for k, v in space.items() if v is not None}  # unset placeholders: not tuned
-  if not space:
-    raise ValueError(f"no tuning space for method '{name}': set e.g. "
-                     f"--config.tune.space.{name}.learning_rate='(0.01, 0.02)'")
-  defaults = get_method(name).DEFAULTS
-  unknown = sorted(set(space) - set(defaults))
-  if unknown:
-    raise ValueError(f"tuning space of '{name}' names unknown hyperparameter(s) {unknown}; "
-                     f"it accepts {sorted(defaults)}")
-  return space
+from unlearn_jax.pipelines import experiment, reference, unlearn
+from unlearn_jax.pipelines.experiment import Experiment
+from unlearn_jax.pipelines.validate import method_overrides, method_space
 
 
 def _errors(state, splits, config) -> dict[str, list[float]]:
-  per_split = pipeline.evaluate_splits(state, splits, config.eval.batch_size,
+  per_split = experiment.evaluate_splits(state, splits, config.eval.batch_size,
                                        config.train.model_axis)
   return {f"err_{s}": [1.0 - a for a in per_split[s]["accuracy"]] for s in splits}
 
 
-def tune_method(exp: pipeline.Experiment, name: str, original, data) -> dict[str, Any]:
+def tune_method(exp: Experiment, name: str, original, data) -> dict[str, Any]:
   """Run every not-yet-finished candidate of method `name`; return its rows and the best."""
   config, t = exp.config, exp.config.tune
   goal, lam = str(t.goal), float(t.lam)
   space = method_space(config, name)
   points = tuning.grid(space)
-  base = unlearn_pipeline.method_overrides(config, name)
+  base = method_overrides(config, name)
   splits = {s: exp.splits()[s] for s in ("validation", "forget")}
-  path = tune_dir(exp.workdir) / f"{name}.jsonl"
+  path = exp.layout.tuning_rows(name)
   tag = {"goal": goal, "lam": lam, "seeds": list(exp.seeds)}
   done = {}
   for row in io.read_jsonl(path):
     if all(row.get(k) == v for k, v in tag.items()):
       done[io.json_key(row["config"])] = row
-  keys = unlearn_pipeline.method_keys(exp.seeds, name)
+  keys = unlearn.method_keys(exp.seeds, name)
   rows = []
   for i, point in enumerate(points):
     hp = merged_config(name, get_method(name).DEFAULTS, {**base, **point})
@@ -80,7 +60,7 @@ def tune_method(exp: pipeline.Experiment, name: str, original, data) -> dict[str
       rows.append({**done[key], "point": io.to_jsonable(point)})
       continue
     t0 = time.perf_counter()
-    result = unlearn_pipeline.apply_method(exp, name, hp, original, data, keys)
+    result = unlearn.apply_method(exp, name, hp, original, data, keys)
     state = jax.block_until_ready(result.state)
     errors = _errors(state, splits, config)
     diverged = np.atleast_1d(np.asarray(result.diverged, bool)).tolist()
@@ -93,7 +73,7 @@ def tune_method(exp: pipeline.Experiment, name: str, original, data) -> dict[str
     rows.append(row)
     logging.info("tune %s %d/%d %s: J = %.4f", name, i + 1, len(points), point, row["objective"])
   best = tuning.select(rows)
-  io.atomic_write_json(tune_dir(exp.workdir) / f"{name}_best.json",
+  io.atomic_write_json(exp.layout.tuning_best(name),
                        {**tag, "method": name, "space": io.to_jsonable(space),
                         "num_candidates": len(points), "best": best})
   return {"best": best, "rows": rows}
@@ -101,16 +81,12 @@ def tune_method(exp: pipeline.Experiment, name: str, original, data) -> dict[str
 
 def run_tune(config, workdir) -> dict[str, dict]:
   """Tune every method of `config.methods` on the reference models of `workdir`."""
-  hparams = unlearn_pipeline.resolve_methods(config)  # config errors before any training
-  tuning.objective(str(config.tune.goal), 0.0, 0.0, float(config.tune.lam))
-  for name in hparams:
-    method_space(config, name)
-  exp = pipeline.setup(config, workdir, write_config=False)  # keep the unlearning run's config
-  if len(exp.dataset.validation.y) == 0:
-    raise ValueError("tuning needs a validation split: set config.data.validation_fraction > 0")
-  original, _ = pipeline.train_reference(exp, "original")
-  data = unlearn_pipeline.unlearn_data(exp)
-  return {name: tune_method(exp, name, original, data) for name in hparams}
+  # every config error (methods, spaces, goal, λ, validation split) before any write; keep the
+  # unlearning run's config.json
+  exp = experiment.setup(config, workdir, write_config=False, methods=True, tune=True)
+  original, _ = reference.train_reference(exp, "original")
+  data = unlearn.unlearn_data(exp)
+  return {name: tune_method(exp, name, original, data) for name in exp.hparams}
 
 
 def format_table(name: str, out: dict) -> str:

@@ -1,0 +1,318 @@
+"""Bad inputs to the four launchers and what each must answer (`tests/test_bad_inputs.py`).
+
+Every case runs a launcher's `main` in-process with the real argument parsing and must exit with
+status 2, print one line `error: ...` naming `field` on stderr, and leave the workdir exactly as
+it was (absent stays absent). `python tests/bad_inputs.py` runs them all and writes the table of
+input -> message in docs/bad_inputs.md (the test checks that the table is current).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import hashlib
+import io as _io
+import os
+import shutil
+import stat
+import sys
+from pathlib import Path
+from typing import Callable, Optional
+
+ROOT = Path(__file__).resolve().parents[1]
+DOC = ROOT / "docs" / "bad_inputs.md"
+CONFIGS = ROOT / "experiments" / "configs"
+SMALL = "dataset=digits,model=mlp,seeds=1,oracle_seeds=1,epochs=1"
+TRAIN = [f"--config={CONFIGS / 'train.py'}:{SMALL}", "--config.progress=False"]
+UNLEARN = [f"--config={CONFIGS / 'unlearn.py'}:{SMALL},methods=finetune",
+           "--config.progress=False", "--config.method_configs.finetune.epochs=1"]
+
+
+def unlearn_with(methods: str) -> list[str]:
+  return [f"--config={CONFIGS / 'unlearn.py'}:{SMALL},methods={methods}",
+          "--config.progress=False"]
+
+
+@dataclasses.dataclass(frozen=True)
+class Case:
+  name: str
+  launcher: str                 # train | unlearn | tune | evaluate
+  args: tuple[str, ...]         # after the base arguments; {tmp} is the case's folder
+  field: str                    # the message must contain this
+  base: tuple[str, ...] = ()    # the launcher's base arguments (config + quiet)
+  workdir: Optional[str] = None  # a prepared workdir to copy: "trained" | "unlearned"
+  prepare: Optional[Callable[[Path], None]] = None  # changes the workdir copy before the run
+  no_workdir_flag: bool = False
+
+
+def _write(rel: str, data: bytes) -> Callable[[Path], None]:
+  def prepare(wd: Path) -> None:
+    (wd / rel).write_bytes(data)
+  return prepare
+
+
+def _make_file(wd: Path) -> None:
+  wd.parent.mkdir(parents=True, exist_ok=True)
+  wd.write_text("not a folder\n")
+
+
+def _read_only(wd: Path) -> None:
+  wd.mkdir(parents=True)
+  wd.chmod(stat.S_IRUSR | stat.S_IXUSR | stat.S_IRGRP | stat.S_IXGRP)
+
+
+def _empty(wd: Path) -> None:
+  wd.mkdir(parents=True)
+
+
+def _corrupt_checkpoint(wd: Path) -> None:
+  ckpt = wd / "models" / "original" / "checkpoints"
+  last = max((p for p in ckpt.iterdir() if p.name.isdigit()), key=lambda p: int(p.name))
+  for f in last.rglob("*"):
+    if f.is_file() and f.stat().st_size > 0 and "metadata" not in f.name:
+      f.write_bytes(b"\0garbage" * 8)
+
+
+def _drop_eval(wd: Path) -> None:
+  shutil.rmtree(wd / "eval")
+
+
+T, U = tuple(TRAIN), tuple(UNLEARN)
+CASES = [
+    # The eight of the issue (experiments.train).
+    Case("unknown dataset", "train", (f"--config={CONFIGS / 'train.py'}:dataset=nosuch",),
+         "config.data.name"),
+    Case("unknown model", "train", (f"--config={CONFIGS / 'train.py'}:model=nosuch",),
+         "config.model.name"),
+    Case("negative width", "train", ("--config.model.width=-1",), "config.model.width", T),
+    Case("forget fraction above 1", "train", ("--config.forget.fraction=1.5",),
+         "config.forget.fraction", T),
+    Case("TFDS dataset not prepared", "train",
+         (f"--config={CONFIGS / 'train.py'}:dataset=cifar10", "--config.data.data_dir={tmp}/tfds"),
+         "not prepared"),
+    Case("batch size 0", "train", ("--config.train.batch_size=0",), "config.train.batch_size", T),
+    Case("negative epochs", "train", ("--config.train.epochs=-3",), "config.train.epochs", T),
+    Case("NaN learning rate", "train", ("--config.train.learning_rate=nan",),
+         "config.train.learning_rate", T),
+    # More of the training recipe, data, forget set, seeds.
+    Case("negative learning rate", "train", ("--config.train.learning_rate=-0.1",),
+         "config.train.learning_rate", T),
+    Case("infinite learning rate", "train", ("--config.train.learning_rate=inf",),
+         "config.train.learning_rate", T),
+    Case("momentum 1.5", "train", ("--config.train.momentum=1.5",), "config.train.momentum", T),
+    Case("negative weight decay", "train", ("--config.train.weight_decay=-1",),
+         "config.train.weight_decay", T),
+    Case("unknown schedule", "train", ("--config.train.schedule=linear",),
+         "config.train.schedule", T),
+    Case("batch larger than the retain set", "train", ("--config.train.batch_size=100000",),
+         "config.train.batch_size", T),
+    Case("epochs not a number", "train", ("--config.train.epochs=abc",), "config.train.epochs",
+         T),
+    Case("unknown config field", "train", ("--config.train.epoch=3",), "epoch", T),
+    Case("unknown config argument", "train", (f"--config={CONFIGS / 'train.py'}:foo=1",), "foo"),
+    Case("duplicate seeds", "train", ("--config.seeds=0,0",), "config.seeds", T),
+    Case("duplicate oracle seeds", "train", ("--config.oracle_seeds=1,1",), "config.oracle_seeds",
+         T),
+    Case("negative seed", "train", ("--config.seeds=0,-1",), "config.seeds", T),
+    Case("validation fraction 1", "train", ("--config.data.validation_fraction=1.0",),
+         "config.data.validation_fraction", T),
+    Case("max_train_examples 0", "train", ("--config.data.max_train_examples=0",),
+         "config.data.max_train_examples", T),
+    Case("unknown forget kind", "train", ("--config.forget.kind=random",), "config.forget.kind",
+         T),
+    Case("forget classes out of range", "train",
+         (f"--config={CONFIGS / 'train.py'}:{SMALL},forget=non_iid", "--config.forget.classes=2,12"),
+         "config.forget.classes"),
+    Case("confusion set larger than class A", "train",
+         (f"--config={CONFIGS / 'train.py'}:{SMALL},forget=confusion",
+          "--config.forget.num_examples=100000"), "config.forget"),
+    Case("confusion classes equal", "train",
+         (f"--config={CONFIGS / 'train.py'}:{SMALL},forget=confusion", "--config.forget.class_b=3"),
+         "config.forget.class_a"),
+    Case("unknown matmul precision", "train", ("--config.matmul_precision=fast",),
+         "config.matmul_precision", T),
+    # The workdir.
+    Case("no --workdir", "train", (), "--workdir", T, no_workdir_flag=True),
+    Case("workdir is a file", "train", (), "is a file", T, prepare=_make_file),
+    Case("read-only workdir", "train", (), "read-only", T, prepare=_read_only),
+    Case("workdir made with another config", "train", ("--config.train.learning_rate=0.05",),
+         "different config", T, workdir="trained"),
+    Case("corrupted forget_set.npz", "train", (), "forget_set.npz", T, workdir="trained",
+         prepare=_write("forget_set.npz", b"PK\x03\x04 not a zip")),
+    Case("corrupted config.json", "train", (), "config.json", T, workdir="trained",
+         prepare=_write("config.json", b"{ not json")),
+    Case("corrupted checkpoint", "train", (), "checkpoint", T, workdir="trained",
+         prepare=_corrupt_checkpoint),
+    # experiments.unlearn: methods and their hyperparameters, evaluation settings.
+    Case("unknown method", "unlearn", (f"--config={CONFIGS / 'unlearn.py'}:methods=nosuch",),
+         "unknown unlearning method"),
+    Case("unknown method hyperparameter", "unlearn",
+         ("--config.method_configs.finetune.epochs_typo=1",), "epochs_typo", U),
+    Case("method learning rate negative", "unlearn",
+         ("--config.method_configs.finetune.learning_rate=-1",),
+         "config.method_configs.finetune", U),
+    Case("del budget above 1", "unlearn", ('--config.method_configs["del"].alpha=1.5',),
+         "alpha", tuple(unlearn_with("del"))),
+    Case("del budget 0", "unlearn", ('--config.method_configs["del"].alpha=0.0',),
+         "alpha", tuple(unlearn_with("del"))),
+    Case("scrub forget batch larger than the forget set", "unlearn",
+         ("--config.method_configs.scrub.forget_batch_size=100000",), "forget_batch_size",
+         tuple(unlearn_with("scrub"))),
+    Case("MIA with 1 fold", "unlearn", ("--config.eval.mia_splits=1",), "config.eval.mia_splits",
+         U),
+    Case("unknown SVC feature", "unlearn", ("--config.eval.svc_features=colour",),
+         "config.eval.svc_features", U),
+    Case("unlearn on a workdir made with another config", "unlearn",
+         ("--config.train.batch_size=32",), "different config", U, workdir="unlearned"),
+    # experiments.tune.
+    Case("unknown tuning goal", "tune", ("--config.tune.goal=speed",), "config.tune.goal",
+         tuple(unlearn_with("ga"))),
+    Case("tuning lambda 2", "tune", ("--config.tune.lam=2",), "config.tune.lam",
+         tuple(unlearn_with("ga"))),
+    Case("method without a tuning space", "tune", (), "no tuning space",
+         tuple(unlearn_with("l1_sparse"))),
+    Case("tuning grid lists a value twice", "tune",
+         ("--config.tune.space.ga.learning_rate=(0.01, 0.01)",), "tune.space.ga",
+         tuple(unlearn_with("ga"))),
+    Case("tuning grid with a bad value", "tune",
+         ("--config.tune.space.ga.learning_rate=(0.01, -1.0)",), "tune.space.ga",
+         tuple(unlearn_with("ga"))),
+    Case("tuning without a validation split", "tune", ("--config.data.validation_fraction=0.0",),
+         "validation split", tuple(unlearn_with("ga"))),
+    # experiments.evaluate.
+    Case("evaluate without --workdir", "evaluate", (), "--workdir", no_workdir_flag=True),
+    Case("evaluate an absent workdir", "evaluate", (), "not a folder"),
+    Case("evaluate an empty workdir", "evaluate", (), "config.json is missing", prepare=_empty),
+    Case("evaluate a half-written workdir (no logits)", "evaluate", (), "original.npz is missing",
+         workdir="unlearned", prepare=_drop_eval),
+    Case("evaluate with corrupted logits", "evaluate", (), "oracle.npz is corrupted",
+         workdir="unlearned", prepare=_write("eval/oracle.npz", b"PK\x03\x04 torn")),
+    Case("evaluate with a corrupted result.json", "evaluate", (), "result.json",
+         workdir="unlearned", prepare=_write("methods/finetune/result.json", b'{"status": "do')),
+]
+
+_LAUNCHERS = {"train": "experiments.train", "unlearn": "experiments.unlearn",
+              "tune": "experiments.tune", "evaluate": "experiments.evaluate"}
+_DEFAULT_CONFIGS = {"train": CONFIGS / "train.py", "unlearn": CONFIGS / "unlearn.py",
+                    "tune": CONFIGS / "unlearn.py", "evaluate": None}
+
+
+def run_launcher(launcher: str, argv: list[str]) -> tuple[int, str, str]:
+  """Run `experiments.<launcher>`'s main in this process: (exit status, stdout, stderr)."""
+  import importlib
+
+  from experiments.launch import main
+
+  module = importlib.import_module(_LAUNCHERS[launcher])
+  default = _DEFAULT_CONFIGS[launcher]
+  out, err = _io.StringIO(), _io.StringIO()
+  with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+    rc = main([launcher, *argv], module.job, default_config=None if default is None
+              else str(default))
+  return rc, out.getvalue(), err.getvalue()
+
+
+def make_workdirs(root: Path) -> dict[str, Path]:
+  """The prepared workdirs the cases start from: `trained` (experiments.train) and `unlearned`
+  (experiments.unlearn with finetune)."""
+  dirs = {"trained": root / "trained", "unlearned": root / "unlearned"}
+  for name, args, launcher in (("trained", TRAIN, "train"), ("unlearned", UNLEARN, "unlearn")):
+    if not (dirs[name] / "summary.json").exists():
+      rc, _, err = run_launcher(launcher, [*args, f"--workdir={dirs[name]}"])
+      assert rc == 0, err
+  return dirs
+
+
+def snapshot(path: Path) -> dict:
+  """Every file and folder under `path` with its content hash and mode (None: absent)."""
+  if not path.exists() and not path.is_symlink():
+    return {"": None}
+  if path.is_file():
+    return {"": ("file", hashlib.sha256(path.read_bytes()).hexdigest())}
+  out = {"": ("dir", stat.S_IMODE(path.stat().st_mode))}
+  for p in sorted(path.rglob("*")):
+    rel = str(p.relative_to(path))
+    out[rel] = (("file", hashlib.sha256(p.read_bytes()).hexdigest()) if p.is_file()
+                else ("dir", stat.S_IMODE(p.stat().st_mode)))
+  return out
+
+
+def prepare_case(case: Case, tmp: Path, workdirs: dict[str, Path]) -> tuple[Path, list[str]]:
+  """The case's workdir (copied or made) and its full argument list."""
+  wd = tmp / "wd"
+  if case.workdir:
+    shutil.copytree(workdirs[case.workdir], wd)
+  if case.prepare:
+    case.prepare(wd)
+  args = [*case.base, *(a.replace("{tmp}", str(tmp)) for a in case.args)]
+  if not case.no_workdir_flag:
+    args.append(f"--workdir={wd}")
+  return wd, args
+
+
+def run_case(case: Case, tmp: Path, workdirs: dict[str, Path]) -> dict:
+  """Run one case: exit status, stderr, the message with paths replaced, workdir unchanged?"""
+  wd, args = prepare_case(case, tmp, workdirs)
+  before = snapshot(wd)
+  try:
+    rc, out, err = run_launcher(case.launcher, args)
+    after = snapshot(wd)
+  finally:
+    if wd.is_dir():
+      wd.chmod(0o755)
+  message = err.strip().replace(str(tmp), "TMP")
+  for name, path in workdirs.items():
+    message = message.replace(str(path), f"<{name} workdir>")
+  return {"rc": rc, "stdout": out, "stderr": err, "message": message.replace(str(ROOT), "."),
+          "unchanged": before == after}
+
+
+def command_of(case: Case) -> str:
+  """How the case reads in the table: launcher and its arguments, paths shortened."""
+  args = [a.replace(str(CONFIGS), "experiments/configs").replace("{tmp}", "TMP")
+          for a in (*case.base, *case.args)]
+  args = [a for a in args if a != "--config.progress=False"]
+  text = f"`{_LAUNCHERS[case.launcher]} {' '.join(args)}`".replace(" `", "`")
+  setup = {None: "", "trained": "on a trained workdir", "unlearned": "on a finished unlearn run"}
+  return text + (f" ({setup[case.workdir]})" if case.workdir else "")
+
+
+def table(results: dict[str, dict]) -> str:
+  lines = ["# Bad inputs and what the launchers answer", "",
+           "Generated by `python tests/bad_inputs.py` (checked by `tests/test_bad_inputs.py`): "
+           "every case exits with status 2, prints this one line on stderr and leaves the "
+           "workdir as it was. `TMP` is the case's temporary folder; the workdir is `TMP/wd`. "
+           f"Base arguments: `{SMALL}` with `--config.progress=False` (and "
+           "`--config.method_configs.finetune.epochs=1` for the unlearn cases).", "",
+           "| # | bad input | command | stderr |", "|---|---|---|---|"]
+  for i, case in enumerate(CASES, 1):
+    msg = results[case.name]["message"].replace("|", "\\|")
+    lines.append(f"| {i} | {case.name} | {command_of(case)} | {msg} |")
+  return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+  import tempfile
+
+  from unlearn_jax import runtime
+  root = Path(tempfile.mkdtemp(prefix="bad-inputs-"))
+  os.environ.setdefault(runtime.ENV_DIR, str(root / "xla"))
+  try:
+    workdirs = make_workdirs(root / "base")
+    results = {}
+    for i, case in enumerate(CASES):
+      tmp = root / f"case{i}"
+      tmp.mkdir()
+      results[case.name] = run_case(case, tmp, workdirs)
+      r = results[case.name]
+      ok = r["rc"] == 2 and r["unchanged"] and len(r["stderr"].strip().splitlines()) == 1
+      print(f"{'ok ' if ok else 'BAD'} {case.name}: {r['message']}", file=sys.stderr)
+    DOC.write_text(table(results))
+    print(f"wrote {DOC}")
+  finally:
+    shutil.rmtree(root, ignore_errors=True)
+
+
+if __name__ == "__main__":
+  sys.path.insert(0, str(ROOT))
+  main()
