@@ -246,3 +246,27 @@ def test_tfds_missing_test_split(tmp_path):
   with pytest.raises(ValueError, match=r"has no 'test' split \(it has: train\)"):
     data.load_dataset("unlearn_jax_test_tiny_train_only",
                       data_dir=str(tmp_path))
+
+
+def test_mnist1d_generated_locally_with_its_own_test_split():
+  """MNIST-1D from the mnist1d package's defaults: 4,000 train / 1,000 test sequences of length
+  40 as 1x40x1 images; validation carved from train; the global RNGs are left as they were."""
+  import random
+
+  from mnist1d import data as m1d
+
+  np.random.seed(123)
+  random.seed(7)
+  a = data.load_dataset("mnist1d", validation_fraction=0.1)
+  assert np.random.randint(1 << 30) == np.random.RandomState(123).randint(1 << 30)
+  assert random.random() == random.Random(7).random()
+  assert a.image_shape == (1, 40, 1) and a.num_classes == 10
+  assert len(a.train) + len(a.validation) == 4000 and len(a.test) == 1000
+  ref = m1d.make_dataset(m1d.get_dataset_args())
+  # the test split is the package's own, in its order; normalised with the train split's stats
+  raw_test = ref["x_test"].reshape(-1, 1, 40, 1).astype(np.float32)
+  np.testing.assert_allclose(a.test.x, (raw_test - a.mean) / a.std, rtol=1e-5, atol=1e-5)
+  np.testing.assert_array_equal(a.test.y, ref["y_test"])
+  assert np.bincount(a.train.y, minlength=10).min() > 300  # stratified, ~400 per class
+  b = data.load_dataset("mnist1d", validation_fraction=0.1)
+  np.testing.assert_array_equal(a.train.x, b.train.x)
