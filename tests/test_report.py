@@ -338,3 +338,69 @@ def test_diverged_oracle_seed_is_left_out_of_the_ceiling(tmp_path):
   eps = metrics.per_example_epsilon(mconf, np.stack([conf(0), conf(2), conf(3)]))
   assert results["groups"]["m"]["fq"]["mean_eps"] == pytest.approx(float(np.mean(eps)))
   assert summary["oracle_seeds"] == list(range(6))
+
+
+def test_benchmark_power_no_change_flag_and_eps_histograms(workdir, tmp_path):
+  """Power = |original − oracle| beside the oracle seeds' std; a method returning the original
+  logits is flagged 'no change'; ε histograms count the per-example ε of the FQ score."""
+  import shutil
+  wd = tmp_path / "wd"
+  shutil.copytree(workdir[0], wd)
+  shutil.copy(wd / "eval" / "original.npz", wd / "eval" / "noop.npz")
+  io.atomic_write_json(wd / "methods" / "noop" / "result.json",
+                       {"status": "done", "cost": METHOD_COST, "diverged": [False] * N,
+                        "config": {}, "info": {}})
+  config = io.read_json(wd / "config.json")
+  config["methods"] = config["methods"] + ["noop"]
+  io.atomic_write_json(wd / "config.json", config)
+  report.evaluate_workdir(wd)
+  results = io.read_json(wd / "results.json")
+  groups = results["groups"]
+  assert groups["noop"]["unchanged"] and not groups["good"]["unchanged"]
+  assert "| noop | **no change** |" in (wd / "report.md").read_text()
+  assert report.best_methods(results)["tow"]["method"] != "noop"
+
+  power = results["power"]
+  by_key = {r["key"]: r for r in power["rows"]}
+  assert set(by_key) == {"forget_accuracy", "mia_loss_lr", "mia_svc_confidence", "tow"}
+  for key, r in by_key.items():
+    orig = [v for v in groups["original"]["per_seed"][key] if v is not None]
+    oracle = [v for v in groups["oracle"]["per_seed"][key] if v is not None]
+    assert r["distance"] == pytest.approx(abs(np.mean(orig) - np.mean(oracle)))
+    assert r["spread"] == pytest.approx(np.std(oracle))
+    assert r["z"] == pytest.approx(r["distance"] / r["spread"])
+  assert power["fq_ratio"] == pytest.approx(groups["original"]["fq"]["score"]
+                                            / results["oracle_ceiling"]["score"])
+  expected = all(by_key[k]["z"] > report.POWER_Z for k in ("forget_accuracy", "mia_loss_lr")) \
+      and power["fq_ratio"] <= report.POWER_FQ
+  assert power["can_rank"] == expected
+  assert ("can rank methods" if expected else "cannot rank methods") in power["verdict"]
+  assert "## Benchmark power" in (wd / "report.md").read_text()
+
+  # ε histogram of the original against the first N oracle seeds, recomputed directly
+  orig, oracle = _load(wd, "original"), _load(wd, "oracle")
+  conf = lambda d: np.stack([metrics.logit_scaled_confidence(d["forget_logits"][i],
+                                                             d["forget_labels"])
+                             for i in range(d["forget_logits"].shape[0])])
+  ref, _ = report.fq_reference(N, oracle["forget_logits"].shape[0])
+  eps = metrics.per_example_epsilon(conf(orig), conf(oracle)[:ref])
+  counts, _ = np.histogram(np.minimum(eps, metrics.EPSILON_CAP), bins=report.EPS_EDGES)
+  assert groups["original"]["fq"]["eps_hist"]["counts"] == counts.tolist()
+  assert sum(counts) == SIZES["forget"]
+  assert (wd / "plots" / "epsilon_hist.png").stat().st_size > 1000
+
+
+def test_power_verdict_on_a_setting_that_cannot_rank():
+  same = {"mean": {"forget_accuracy": 0.95, "mia_loss_lr": 0.5}, "std": {}}
+  oracle = {"mean": {"forget_accuracy": 0.95, "mia_loss_lr": 0.5},
+            "std": {"forget_accuracy": 0.01, "mia_loss_lr": 0.02},
+            "per_seed": {"forget_accuracy": [0.94, 0.95, 0.96, 0.95]}}
+  p = report.benchmark_power({**same, "fq": {"score": 0.3}}, oracle, {"score": 0.35})
+  assert not p["can_rank"] and p["verdict"].startswith("cannot rank methods")
+  far = {"mean": {"forget_accuracy": 1.0, "mia_loss_lr": 0.7}, "std": {}, "fq": {"score": 0.1}}
+  p = report.benchmark_power(far, oracle, {"score": 0.35})
+  assert p["can_rank"] and p["fq_ratio"] == pytest.approx(0.1 / 0.35)
+  p = report.benchmark_power(far, oracle, {"score": None})  # no FQ: no claim of power
+  assert not p["can_rank"] and "FQ" in p["verdict"]
+  few = {**oracle, "per_seed": {"forget_accuracy": [0.94, 0.96]}}
+  assert not report.benchmark_power(far, few, {"score": 0.35})["can_rank"]

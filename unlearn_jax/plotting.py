@@ -169,3 +169,41 @@ def confidence_histograms(groups: Sequence[tuple[str, np.ndarray]], oracle_conf:
   fig.suptitle(title or "Logit-scaled confidence on the forget set: unlearned vs retrained",
                fontsize=10, y=1 - 0.15 / height)
   return _save(fig, path, dpi=80)
+
+
+def epsilon_histograms(groups: Sequence[tuple[str, Mapping]], ceiling: Mapping | None, path, *,
+                       cols: int = 4, title: str | None = None) -> Path:
+  """Per-example ε of the forgetting-quality score, each method against the ceiling.
+
+  Args:
+    groups: (name, {"edges": [B + 1], "counts": [B]}) per method (`report.eps_histogram`).
+    ceiling: the same for the oracle-vs-oracle ceiling (drawn in every panel), or None.
+    path: the PNG to write.
+  """
+  n = max(1, len(groups))
+  cols = min(cols, n)
+  rows = -(-n // cols)
+  fig = _figure(figsize=(2.6 * cols, 1.9 * rows + 0.6))
+  axes = fig.subplots(rows, cols, squeeze=False)
+  for ax in axes.ravel()[len(groups):]:
+    ax.set_axis_off()
+  for ax, (name, hist) in zip(axes.ravel(), groups):
+    counts = np.asarray(hist["counts"], np.float64)
+    x = np.arange(len(counts))
+    ax.bar(x, counts / max(counts.sum(), 1.0), width=0.9, color="tab:blue", alpha=0.7,
+           label="method")
+    if ceiling is not None:
+      c = np.asarray(ceiling["counts"], np.float64)
+      ax.step(x, c / max(c.sum(), 1.0), where="mid", color="tab:red", label="ceiling")
+    edges = hist["edges"]
+    ticks = [i for i in range(len(counts)) if i % 4 == 0] + [len(counts) - 1]
+    ax.set_xticks(ticks, [f"{edges[i]:g}" if i < len(counts) - 1 else f">={edges[i]:g}"
+                          for i in ticks], fontsize=6)
+    ax.tick_params(labelsize=6)
+    ax.set_title(name, fontsize=9)
+  axes[0, 0].set_ylabel("fraction of forget examples", fontsize=7)
+  axes[0, 0].legend(fontsize=6)
+  fig.suptitle(title or "Per-example ε (lower is better): methods vs oracle-vs-oracle ceiling",
+               fontsize=10)
+  fig.tight_layout()
+  return _save(fig, path, dpi=80)

@@ -163,8 +163,20 @@ def _fq(conf: np.ndarray, oracle_conf: np.ndarray, entry: dict, oracle: dict) ->
       conf, oracle_conf, retain_acc_unlearned=acc(entry, "retain"),
       retain_acc_retrained=acc(oracle, "retain"), test_acc_unlearned=acc(entry, "test"),
       test_acc_retrained=acc(oracle, "test"))
-  return {k: r[k] for k in ("score", "forget_score", "retain_ratio", "test_ratio", "mean_eps",
-                            "num_models", "num_bins")}
+  return {**{k: r[k] for k in ("score", "forget_score", "retain_ratio", "test_ratio",
+                               "mean_eps", "num_models", "num_bins")},
+          "eps_hist": eps_histogram(r["eps"])}
+
+
+# Bin edges of the per-example ε histograms: the score's half-unit bins up to 8, then the cap.
+EPS_EDGES = tuple(np.arange(0.0, 8.5, 0.5)) + (metrics.EPSILON_CAP + 1.0,)
+
+
+def eps_histogram(eps) -> dict:
+  """Counts of per-example ε in `EPS_EDGES` bins (the last bin holds ε >= 8, the cap at 50)."""
+  counts, _ = np.histogram(np.minimum(np.asarray(eps, np.float64), metrics.EPSILON_CAP),
+                           bins=np.asarray(EPS_EDGES))
+  return {"edges": list(EPS_EDGES), "counts": counts.tolist()}
 
 
 def fq_reference(num_seeds: int, num_oracle: int) -> tuple[int, int]:
@@ -196,7 +208,8 @@ def _ceiling(oracle_conf: np.ndarray, num_seeds: int, num_diverged: int = 0) -> 
     note += (f"; M = {m}, not the methods' {num_seeds} (have {k} oracle seeds{left_out}; "
              f"oracle_seeds={want} in the config argument matches them)")
   return {"score": r["score"], "forget_score": r["forget_score"], "mean_eps": r["mean_eps"],
-          "num_models": r["num_models"], "num_bins": r["num_bins"], "note": note}
+          "num_models": r["num_models"], "num_bins": r["num_bins"], "note": note,
+          "eps_hist": eps_histogram(r["eps"])}
 
 
 def _relative(cost: dict | None, oracle_cost: dict | None, num_models: int,
@@ -228,6 +241,20 @@ def _status(record: dict | None, diverged: np.ndarray) -> str:
   if diverged.any():
     return f"{int(diverged.sum())}/{len(diverged)} diverged"
   return "ok"
+
+
+def unchanged_seeds(logits: Mapping[str, np.ndarray], original: Mapping[str, np.ndarray],
+                    atol: float = 1e-6) -> np.ndarray:
+  """Per seed: the model's logits equal the original model's on every split (within `atol`),
+  i.e. the method returned the original model (ssd selecting nothing, a zero learning rate)."""
+  same = None
+  for s in SPLITS:
+    a, b = logits[f"{s}_logits"], original[f"{s}_logits"]
+    if a.shape != b.shape:
+      return np.zeros(a.shape[0], bool)
+    eq = (np.abs(a.astype(np.float64) - b) <= atol).reshape(a.shape[0], -1).all(1)
+    same = eq if same is None else same & eq
+  return same
 
 
 def _diverged_from_logits(logits: Mapping[str, np.ndarray]) -> np.ndarray:
@@ -299,8 +326,10 @@ def evaluate_workdir(workdir, *, run_wall_s: float | None = None) -> dict:
   oracle_cost = ref_costs.get("oracle")
   for name, (record, logits, diverged) in loaded.items():
     status = _status(record, diverged)
+    unchanged = (name not in REFERENCES and logits is not None and (~diverged).any()
+                 and bool(unchanged_seeds(logits, loaded["original"][1])[~diverged].all()))
     entry = {"group": name, "kind": "reference" if name in REFERENCES else "method",
-             "status": status, "seeds": group_seeds.get(name, seeds),
+             "status": status, "unchanged": unchanged, "seeds": group_seeds.get(name, seeds),
              "diverged": diverged.tolist(),
              "error": (record or {}).get("error"),
              "config": (record or {}).get("config"),
@@ -320,9 +349,11 @@ def evaluate_workdir(workdir, *, run_wall_s: float | None = None) -> dict:
   results = {"workdir": str(workdir), "dataset": config["data"]["name"],
              "model": config["model"]["name"], "seeds": seeds,
              "oracle_seeds": group_seeds["oracle"], "methods": methods,
+             "retain_size": int(oracle_logits["retain_labels"].shape[0]),
              "forget": {"kind": config["forget"]["kind"],
                         "size": int(oracle_logits["forget_labels"].shape[0])},
              "eval": ev, "oracle_ceiling": ceiling, "order": list(groups), "groups": groups}
+  results["power"] = benchmark_power(groups["original"], groups["oracle"], ceiling)
   plots = write_plots(layout, results, confs, oracle_conf, ev) if ev["plots"] else {}
   results["plots"] = plots
   io.atomic_write_json(layout.results_json, results)
@@ -348,13 +379,88 @@ def check_evaluable(layout: Workdir) -> None:
 
 
 # ----------------------------------------------------------------------------------------------
+# Benchmark power: can this setting tell unlearning from doing nothing?
+
+# (name, key in the groups' means, scale for display, unit)
+POWER_METRICS = (("forget accuracy", "forget_accuracy", 100.0, "pp"),
+                 ("MIA loss-LR", "mia_loss_lr", 100.0, "pp"),
+                 ("MIA-SVC confidence", "mia_svc_confidence", 100.0, "pp"),
+                 ("ToW", "tow", 1.0, ""))
+POWER_Z = 2.0      # original-vs-oracle distance must exceed this many oracle seed std
+POWER_FQ = 0.5     # and the original's FQ must be at most this fraction of the ceiling
+
+
+def benchmark_power(original: dict, oracle: dict, ceiling: dict) -> dict:
+  """How far the original model (which unlearned nothing) is from the retrain oracle, beside the
+  oracle-vs-oracle spread, for each headline metric.
+
+  distance = |mean over original seeds − mean over oracle seeds|; spread = standard deviation over
+  the oracle seeds (how far one retrained model falls from another); z = distance / spread. For
+  FQ: the original's score beside the oracle-vs-oracle ceiling. The setting can rank methods when
+  forget-accuracy and MIA loss-LR distances both exceed `POWER_Z` spreads (over >= 3 oracle
+  seeds) and the original's FQ is at most `POWER_FQ` × the ceiling (both must exist): then doing
+  nothing is measurably not unlearning, and a method can be placed between the two.
+  """
+  rows, failed = [], []
+  for label, key, scale, unit in POWER_METRICS:
+    if "mean" not in original or key not in original["mean"] or key not in oracle["mean"]:
+      continue
+    o, r, spread = original["mean"][key], oracle["mean"][key], oracle["std"][key]
+    distance = abs(o - r)
+    z = distance / spread if spread > 0 else (math.inf if distance > 0 else 0.0)
+    rows.append({"metric": label, "key": key, "original": o, "oracle": r, "distance": distance,
+                 "spread": spread, "z": z, "scale": scale, "unit": unit})
+    if key in ("forget_accuracy", "mia_loss_lr") and not z > POWER_Z:
+      failed.append(f"{label} distance {scale * distance:.2g}{unit} is {z:.1f} oracle std")
+  n_oracle = sum(v is not None for v in oracle.get("per_seed", {}).get("forget_accuracy", []))
+  if n_oracle < MIN_FQ_MODELS:
+    failed.append(f"{n_oracle} oracle seeds give no spread to compare with (need >= "
+                  f"{MIN_FQ_MODELS})")
+  fq_orig = (original.get("fq") or {}).get("score")
+  fq_ceiling = ceiling.get("score")
+  fq_ratio = None
+  if fq_orig is not None and fq_ceiling:
+    fq_ratio = fq_orig / fq_ceiling
+    if fq_ratio > POWER_FQ:
+      failed.append(f"the original's FQ is {fq_ratio:.2f} × the ceiling (> {POWER_FQ})")
+  else:
+    failed.append("FQ and its ceiling cannot be computed with these seeds")
+  if not rows:
+    verdict = "cannot be judged (the original or oracle group has no kept seed)"
+  elif failed:
+    verdict = "cannot rank methods: " + "; ".join(failed)
+  else:
+    verdict = (f"can rank methods: doing nothing is > {POWER_Z:g} oracle std from the oracle on "
+               f"forget accuracy and MIA loss-LR, and its FQ is {fq_ratio:.2f} × the ceiling")
+  return {"rows": rows, "fq_original": fq_orig, "fq_ceiling": fq_ceiling, "fq_ratio": fq_ratio,
+          "can_rank": bool(rows) and not failed, "verdict": verdict}
+
+
+def power_markdown(power: dict) -> str:
+  rows = [[r["metric"], _fmt(r["original"], scale=r["scale"], digits=2 if r["unit"] == "" else 1),
+           _fmt(r["oracle"], scale=r["scale"], digits=2 if r["unit"] == "" else 1),
+           _fmt(r["distance"], scale=r["scale"], digits=2) + (f" {r['unit']}" if r["unit"] else ""),
+           _fmt(r["spread"], scale=r["scale"], digits=2) + (f" {r['unit']}" if r["unit"] else ""),
+           "∞" if math.isinf(r["z"]) else f"{r['z']:.1f}"] for r in power["rows"]]
+  if power.get("fq_original") is not None:
+    rows.append(["forgetting quality", f"{power['fq_original']:.3f}",
+                 "—" if power["fq_ceiling"] is None else f"ceiling {power['fq_ceiling']:.3f}",
+                 "—", "—", "—" if power["fq_ratio"] is None
+                 else f"ratio {power['fq_ratio']:.2f}"])
+  table = _table(["metric", "original", "oracle", "|original − oracle|", "oracle seed std",
+                  "z"], rows)
+  return f"{table}\n\n**Verdict:** this setting {power['verdict']}."
+
+
+# ----------------------------------------------------------------------------------------------
 # Summary.
 
 
 def best_methods(results: dict) -> dict:
   """The best method by ToW and the one with the smallest |Δ forget accuracy|."""
   rows = [g for g in results["groups"].values()
-          if g["kind"] == "method" and "mean" in g and g["mean"].get("tow") is not None]
+          if g["kind"] == "method" and "mean" in g and g["mean"].get("tow") is not None
+          and not g.get("unchanged")]
   if not rows:
     return {}
   by_tow = max(rows, key=lambda g: g["mean"]["tow"])
@@ -369,7 +475,8 @@ def make_summary(layout: Workdir, results: dict, run_wall_s: float | None) -> di
     run_wall_s = read_workdir_json(layout.summary, "the last summary").get("wall_s")
   groups = {}
   for name, g in results["groups"].items():
-    s = {"status": g["status"], "cost": g["cost"], "cost_relative": g["cost_relative"]}
+    s = {"status": g["status"], "unchanged": g.get("unchanged", False), "cost": g["cost"],
+         "cost_relative": g["cost_relative"]}
     if "per_seed" in g:
       s["splits"] = {sp: {m: {"per_seed": g["per_seed"][f"{sp}_{m}"],
                               "mean": g["mean"][f"{sp}_{m}"], "std": g["std"][f"{sp}_{m}"]}
@@ -385,6 +492,8 @@ def make_summary(layout: Workdir, results: dict, run_wall_s: float | None) -> di
           "oracle_seeds": results.get("oracle_seeds"),
           "forget": results["forget"], "methods": results["methods"], "groups": groups,
           "best": best_methods(results), "oracle_ceiling": results["oracle_ceiling"].get("score"),
+          "power": {k: (results.get("power") or {}).get(k) for k in ("can_rank", "verdict",
+                                                                    "fq_ratio")},
           "report": str(layout.report), "wall_s": run_wall_s}
 
 
@@ -438,6 +547,8 @@ def _label(g: dict) -> str:
 
 
 def _status_cell(g: dict) -> str:
+  if g.get("unchanged"):
+    return "**no change**"
   if g["status"] == "failed":
     return "**FAILED**"
   if "diverged" in g["status"]:
@@ -519,6 +630,14 @@ def to_markdown(results: dict) -> str:
        "time assumes linear scaling with the number of models)."),
       "",
       f"Forgetting-quality ceiling (oracle vs oracle): {ceiling_line}.",
+      "",
+      "## Benchmark power",
+      "",
+      ("How far the original model, which unlearned nothing, is from the retrain oracle, beside "
+       "how far retrained models fall from each other (std over oracle seeds; z = distance / "
+       "std). A method can only be told apart from doing nothing where the distance is large."),
+      "",
+      power_markdown(results["power"]) if results.get("power") else "—",
       "",
       "## Methods",
       "",
@@ -618,4 +737,10 @@ def write_plots(layout: Workdir, results: dict, confs: Mapping[str, np.ndarray],
     examples = histogram_examples(oracle_conf, int(ev["hist_examples"]))
     plotting.confidence_histograms(rows, oracle_conf, examples, plots_dir / "confidence_hist.png")
     out["Logit-scaled confidence, unlearned vs retrained"] = "plots/confidence_hist.png"
+  eps = [(_label(g), g["fq"]["eps_hist"]) for g in groups
+         if g["group"] != "oracle" and (g.get("fq") or {}).get("eps_hist")]
+  if eps:
+    plotting.epsilon_histograms(eps, results["oracle_ceiling"].get("eps_hist"),
+                                plots_dir / "epsilon_hist.png")
+    out["Per-example ε, methods vs ceiling"] = "plots/epsilon_hist.png"
   return out
