@@ -199,16 +199,22 @@ _DEFAULT_CONFIGS = {"train": CONFIGS / "train.py", "unlearn": CONFIGS / "unlearn
 
 def run_launcher(launcher: str, argv: list[str]) -> tuple[int, str, str]:
   """Run `experiments.<launcher>`'s main in this process: (exit status, stdout, stderr)."""
+  return run_launcher_module(_LAUNCHERS[launcher], _DEFAULT_CONFIGS[launcher], argv)
+
+
+def run_launcher_module(module_name: str, default_config, argv: list[str]
+                        ) -> tuple[int, str, str]:
+  """Run launcher module `module_name`'s `job` through `experiments.launch.main` in this
+  process, with the real flag parsing: (exit status, stdout, stderr)."""
   import importlib
 
   from experiments.launch import main
 
-  module = importlib.import_module(_LAUNCHERS[launcher])
-  default = _DEFAULT_CONFIGS[launcher]
+  module = importlib.import_module(module_name)
   out, err = _io.StringIO(), _io.StringIO()
   with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-    rc = main([launcher, *argv], module.job, default_config=None if default is None
-              else str(default))
+    rc = main([module_name, *argv], module.job,
+              default_config=None if default_config is None else str(default_config))
   return rc, out.getvalue(), err.getvalue()
 
 
