@@ -243,11 +243,19 @@ def _torch_linspace_float32(start: float, end: float, steps: int) -> np.ndarray:
   start32, end32 = np.float32(start), np.float32(end)
   if steps == 1:
     return np.array([float(start32)])
-  step = np.float64((end32 - start32) / np.float32(steps - 1))
-  k = np.arange(steps)
-  head = k < steps // 2
-  base = np.where(head, np.float64(start32), np.float64(end32))
-  addend = np.where(head, k * step, -((steps - 1 - k) * step))  # exact products (< 2^53).
+  step32 = (end32 - start32) / np.float32(steps - 1)
+  half = steps // 2
+  base = np.empty(steps)
+  base[:half], base[half:] = start32, end32
+  k = np.arange(steps, dtype=np.float64)
+  k[half:] -= steps - 1  # end + step * (k - steps + 1)
+  addend = k * np.float64(step32)  # exact: 24-bit step times an integer below 2^29.
+  # The float64 sums are exact, hence rounded once to float32, unless the operands' bits span
+  # more than 53 places (start or end tiny beside the step, or beyond ~2^21).
+  bits = [math.frexp(float(x))[1] for x in (start32, end32, step32) if x != 0]
+  top = math.frexp(2 * (abs(float(start32)) + abs(float(end32))) + 1e-300)[1]
+  if steps < 2**29 and top - (min(bits) - 24) <= 53:
+    return (base + addend).astype(np.float32).astype(np.float64)
   return _round_sum_to_float32(base, addend)
 
 
@@ -362,16 +370,17 @@ def _lattice_max(peaky, other, table, grid, tol: float) -> float:
   step = _linspace_step(right[0], right[-1], num_right)
   num_k = num_right + _NUM_LEFT - 1
   lam = np.arange(num_k) * step + row_lo[0]
-  # Diagonals with a confidence within tol of their lattice point.
-  both = np.concatenate([peaky, other])
-  k_near = np.rint((both - row_lo[0]) / step)
-  near = (k_near >= 0) & (k_near < num_k) & (np.abs(both - (k_near * step + row_lo[0])) <= tol)
-  tied = np.unique(k_near[near].astype(np.int64))
+  # Diagonals with a confidence within tol of their lattice point: the counts below lam - tol and
+  # up to lam + tol differ. Elsewhere the counts below lam - tol are those of every rule there.
+  h_below = _packed_counts(peaky, other, lam - tol, "left")
+  tied = np.flatnonzero(h_below != _packed_counts(peaky, other, lam + tol, "right"))
   best = -np.inf
   if tied.size:
     # All rules on the tied diagonals, with their exact left ends.
-    i = np.concatenate([np.arange(max(0, k - _NUM_LEFT + 1), min(num_right - 1, k) + 1) for k in tied])
-    j = np.repeat(tied, [min(num_right - 1, k) - max(0, k - _NUM_LEFT + 1) + 1 for k in tied]) - i
+    first_i = np.maximum(tied - (_NUM_LEFT - 1), 0)
+    counts = np.minimum(tied, num_right - 1) - first_i + 1
+    i = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts - first_i, counts)
+    j = np.repeat(tied, counts) - i
     left = _linspace_at(row_lo[i], row_hi[i], row_step[i], _NUM_LEFT, j)
     index = k_packed[i] - _packed_counts(peaky, other, left, "left")
     best = float(table.take(np.maximum(index, 0)).max())
@@ -379,7 +388,7 @@ def _lattice_max(peaky, other, table, grid, tol: float) -> float:
   keep = np.ones(num_k, dtype=bool)
   keep[tied] = False
   k_kept = np.flatnonzero(keep)
-  h_packed = _packed_counts(peaky, other, lam[k_kept], "left")  # non-decreasing.
+  h_packed = h_below[k_kept]  # non-decreasing.
   # Runs of equal K over right ends i, and of equal H over kept lattice points.
   k_starts = np.flatnonzero(np.diff(k_packed, prepend=-1))
   k_stops = np.append(k_starts[1:], num_right) - 1  # inclusive.
@@ -406,9 +415,9 @@ def _rows_max(peaky, other, table, grid, tol: float) -> float:
   ``c_m < l <= c_{m+1}`` has ``H = cum[m]``, the packed counts of the first ``m``. Row ``i`` has a
   left end in that gap iff ``g_i(c_{m+1}) > g_i(c_m)``, where ``g_i(c) = #{j : left[i, j] <= c}``
   (``c_0 = -inf``, ``c_{n+1} = +inf``), so the row's distinct ``H`` come from an ``[R, n]``
-  table of ``g``. ``g`` is read off ``u = (c - row_lo) / row_step``; where ``u`` lies within
-  ``tol`` of an integer ``J`` it is decided exactly, ``g = J + [left[i, J] <= c]``. Rows with
-  equal ``K`` are merged before the table is read.
+  table of ``g``. ``g`` is read off ``u = (c - row_lo) / row_step``; where ``c`` lies within
+  ``tol`` of left end ``J`` (``u`` near the integer ``J``) it is decided exactly,
+  ``g = J + [left[i, J] <= c]``. Rows with equal ``K`` are merged before the table is read.
   """
   right, row_lo, row_hi, row_step, k_packed = grid
   ncol = other.size + 1
@@ -417,17 +426,28 @@ def _rows_max(peaky, other, table, grid, tol: float) -> float:
   c = both[order]
   cum_other = np.concatenate([[0], np.cumsum(order >= peaky.size)])
   cum = (np.arange(c.size + 1) - cum_other) * ncol + cum_other  # [n + 1]
-  u = (c[None, :] - row_lo[:, None]) / row_step[:, None]  # [R, n]
-  whole = np.rint(u)
-  g = np.clip(np.floor(u) + 1, 0, _NUM_LEFT).astype(np.int64)
-  near = np.abs(u - whole) <= tol / row_step[:, None]
+  u = np.subtract(c[None, :], row_lo[:, None])
+  u /= row_step[:, None]  # [R, n]
+  # g = g_i(c) - 1, the last left end <= c (-1: none), is floor(u) away from integers.
+  g = np.floor(u)
+  frac = np.subtract(u, g, out=u)
+  near = (frac <= tol / row_step[:, None]) | (frac >= 1 - tol / row_step[:, None])
+  exact = None
   if near.any():
     rows, cols = np.nonzero(near)
-    j = whole[rows, cols].astype(np.int64)
-    jc = np.clip(j, 0, _NUM_LEFT - 1)
-    left = _linspace_at(row_lo[rows], row_hi[rows], row_step[rows], _NUM_LEFT, jc)
-    g[rows, cols] = np.where(j < 0, 0, np.where(j >= _NUM_LEFT, _NUM_LEFT, j + (left <= c[cols])))
-  hits = np.diff(g, axis=1, prepend=0, append=_NUM_LEFT) > 0  # [R, n + 1]: gap m hit by row i.
+    j = g[rows, cols] + (frac[rows, cols] > 0.5)  # J, the integer u is near.
+    left = _linspace_at(
+      row_lo[rows], row_hi[rows], row_step[rows], _NUM_LEFT, np.clip(j, 0, _NUM_LEFT - 1)
+    )
+    exact = np.clip(j - (left > c[cols]), -1, _NUM_LEFT - 1)
+  np.clip(g, -1, _NUM_LEFT - 1, out=g)
+  if exact is not None:
+    g[rows, cols] = exact
+  # Gap m (c_m, c_{m+1}] is hit by row i iff g_i rises there (c_0 = -inf, c_{n+1} = +inf).
+  hits = np.empty((g.shape[0], c.size + 1), dtype=bool)
+  np.greater(g[:, 1:], g[:, :-1], out=hits[:, 1:-1])
+  hits[:, 0] = g[:, 0] > -1
+  hits[:, -1] = g[:, -1] < _NUM_LEFT - 1
   k_starts = np.flatnonzero(np.diff(k_packed, prepend=-1))
   hits = np.logical_or.reduceat(hits, k_starts, axis=0)
   index = np.maximum(k_packed[k_starts][:, None] - cum[None, :], 0)
