@@ -59,7 +59,10 @@ def _ref_torch_linspace(start, end, steps):
   fs, fe = Fraction(float(s)), Fraction(float(e))
   half = steps // 2
   return np.array(
-    [_round_to_float32(fs + step * k if k < half else fe - step * (steps - 1 - k)) for k in range(steps)]
+    [
+      _round_to_float32(fs + step * k if k < half else fe - step * (steps - 1 - k))
+      for k in range(steps)
+    ]
   )
 
 
@@ -171,13 +174,15 @@ def _random_cases(rng, num_models, num_examples):
       frac = rng.uniform(0.01, 0.05)
       b = c + s * rng.normal() + frac * np.ptp(a) * z / max(np.ptp(z), 1e-12)
     elif kind == 1:
-      b = c + rng.choice([-1, 1]) * rng.uniform(0.0, 1.0) + s * rng.uniform(0.3, 3) * rng.normal(size=num_models)
+      spread = s * rng.uniform(0.3, 3)
+      b = c + rng.choice([-1, 1]) * rng.uniform(0.0, 1.0) + spread * rng.normal(size=num_models)
       while _num_right_ends(a, b) != 401:
         shift = rng.uniform(-5, 5)
         a, b = a + shift, b + shift
     elif kind == 2:
       dec = int(rng.integers(0, 3))
-      a, b = np.round(a, dec), np.round(c + 0.3 * rng.normal() + s * rng.normal(size=num_models), dec)
+      b = c + 0.3 * rng.normal() + s * rng.normal(size=num_models)
+      a, b = np.round(a, dec), np.round(b, dec)
     elif kind == 3:
       k = int(rng.integers(1, num_models + 1))
       b[:k] = a[rng.permutation(num_models)[:k]]
@@ -287,7 +292,7 @@ def test_confidences_on_grid_points_and_one_ulp_off():
     pmin, pmax, w = peaky[0], peaky[-1], peaky[-1] - peaky[0]
     right = np.linspace(pmin + w - 2, pmax + 2, math.ceil((pmax + 2 - (pmin + w - 2)) * 100))
     rows = rng.integers(0, right.size, m)
-    left = [np.linspace(right[i] - w - 2, right[i] - w + 2, 400)[rng.integers(0, 400)] for i in rows]
+    left = [np.linspace(right[i] - w - 2, right[i] - w + 2, 400)[rng.integers(400)] for i in rows]
     other = np.where(np.arange(m) % 2, left, right[rng.integers(0, right.size, m)])
     other = np.nextafter(other, other + rng.choice([-1.0, 0.0, 1.0], m))
     other[0] = pmin  # and a shared minimum.
@@ -298,7 +303,10 @@ def test_confidences_on_grid_points_and_one_ulp_off():
     grid_r, lo, hi, step = fq._double_threshold_grid(pmin, pmax, w)
     grid = (grid_r, lo, hi, step, fq._packed_counts(peaky, other, grid_r, "right"))
     tol = 2.0**-30 * (max(abs(pmin), abs(pmax)) + 5)
-    values = {fq._rows_max(peaky, other, table, grid, tol), fq._exhaustive_max(peaky, other, table, grid)}
+    values = {
+      fq._rows_max(peaky, other, table, grid, tol),
+      fq._exhaustive_max(peaky, other, table, grid),
+    }
     if grid_r.size == 400:
       values.add(fq._lattice_max(peaky, other, table, grid, tol))
     assert len(values) == 1, (trial, values)

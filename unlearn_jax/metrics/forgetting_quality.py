@@ -4,25 +4,35 @@ Reference: E. Triantafillou, P. Kairouz, F. Pedregosa, J. Hayes, M. Kurmanji, K.
 V. Dumoulin, J. Jacques Junior, I. Mitliagkas, J. Wan, L. Sun Hosoya, S. Escalera,
 G. K. Dziugaite, P. Triantafillou, I. Guyon. "Are we making progress in unlearning? Findings from
 the first NeurIPS unlearning competition", arXiv:2406.09073 (2024). The official evaluation code is
-``metric.py`` of https://github.com/google-deepmind/unlearning_evaluation (PyTorch, CUDA only).
-This module is an independent, vectorized NumPy reimplementation that runs on any CPU.
+``metric.py`` of https://github.com/google-deepmind/unlearning_evaluation (commit ffae0ff;
+PyTorch, CUDA only). This module is an independent, vectorized NumPy reimplementation that runs on
+any CPU and gives the official per-example ε, example by example.
 
 How it works, per forget-set example (``50-metrics.md`` §3):
 
 1. Every one of ``M`` unlearned and ``M`` retrained models gives the example a logit-scaled
    confidence (:func:`logit_scaled_confidence`): two samples of size ``M``.
-2. If one sample's spread (max - min) is below 1 % of the other's, that sample has collapsed (in
-   practice, an unlearned model family that outputs nearly the same confidence whatever the seed)
-   and the example gets ``ε = cap`` (50), without searching for rules.
-3. Otherwise a dense grid of decision rules tries to tell the samples apart:
+2. If one sample's spread (max - min) is below 1 % of the other's (``smallest / largest < 0.01``,
+   as the official code writes it), that sample has collapsed (in practice, an unlearned model
+   family that outputs nearly the same confidence whatever the seed) and the example gets
+   ``ε = cap`` (50), without searching for rules.
+3. Otherwise a dense grid of decision rules tries to tell the samples apart. Both grids are built
+   with the official expressions, in its floating-point order (its pipeline, ``main.py``, feeds it
+   float64 confidences, so its torch tensors are float64):
 
    * single threshold: "``c >= t`` is positive", the positive sample being the one with the larger
-     median; ``ceil(100 * (max - min))`` thresholds evenly spread over the range of both samples;
+     median; ``torch.linspace(lo, hi, ceil(100 * (hi - lo)))`` over the range ``[lo, hi]`` of both
+     samples, which torch builds in float32 (:func:`_torch_linspace_float32`);
    * double threshold: "``l <= c <= r`` is positive", the positive sample being the *peakier*
-     one (smaller spread ``w``; on ties the smaller-median sample); 400 right ends ``r`` evenly
-     spread over ``[peaky.max - 2, peaky.max + 2]`` and, for each ``r``, 400 left ends evenly
-     spread over ``[r - w - 2, r - w + 2]``, so the intervals are centred on the peaky sample
-     (160,000 rules; both grids have step ``4 / 399``).
+     one (smaller spread ``w``; on ties the smaller-median sample); right ends
+     ``r = linspace(min_, max_, ceil(100 * (max_ - min_)))`` with ``min_ = peaky.min + w - 2`` and
+     ``max_ = peaky.max + 2``, and for each ``r`` the 400 left ends
+     ``linspace(r - w - 2, r - w + 2, 400)``, all float64 (:func:`_double_threshold_grid`). In
+     exact arithmetic ``max_ - min_ = 4``: 400 right ends and left ends on one lattice of step
+     ``4 / 399``, one of them on ``peaky.min`` in every row. Rounding changes both, and both change
+     results: some examples (about 3 % of random ones) get 401 right ends, step 0.01 and one of
+     them on ``peaky.max``; and in some rows the left end meant for ``peaky.min`` lands just above
+     it, a rule that leaves out exactly the peaky sample's minimum.
 
    For each rule, FPR and FNR are fractions of the models of each sample, and
    ``ε = max(log(1 - δ - FPR) - log(FNR), log(1 - δ - FNR) - log(FPR))`` clipped at 0
@@ -34,35 +44,53 @@ How it works, per forget-set example (``50-metrics.md`` §3):
    that ``M`` models can certify); larger ``ε`` earns 0. The forget score is the mean.
 5. :func:`forgetting_quality` multiplies by the retain- and test-accuracy ratios.
 
-Speed (spec §3.6): instead of comparing every model with each of the ~160,000 double-threshold
-rules (``M x 160,000`` comparisons per example) we sort each sample once and count the confidences
-inside ``[l, r]`` by binary search (:func:`numpy.searchsorted`) at the 400 right ends and the 799
-distinct left ends (on the grid above ``l`` depends only on ``i + j``). ``ε`` depends on a rule only
-through its pair of counts, so it is read from an ``(M + 1) x (M + 1)`` table built once per call,
-and only rules with distinct count pairs are visited (runs of equal counts; see
-:func:`_double_threshold_max`). A few tenths of a millisecond per example on one CPU core for
-``M <= 128`` (``benchmarks/forgetting_quality.py``).
+Precision. Thresholds are the official values bit for bit and every rule's counts are exact
+(confidences compared in float64, as the official code compares them). ``ε`` is then computed in
+float64 from the exact rates. The official code computes it in float32 (float32 rates from
+``torch.mean``, ``1 - δ - FPR`` and the logs in float32 NumPy), so its ε differs from ours by
+float32 rounding: by at most 1.1e-5 over every count pair with ``M <= 512`` (where FPR or FNR is
+near 1, ``1 - δ - FPR`` loses digits in float32), and never by a score bucket (checked for every
+``M`` from 3 to 512). We keep float64 because those float32 values are not one well-defined
+target (float32 ``log`` differs by ulps between NumPy builds and CPUs) while the buckets, hence the
+scores, are the same.
 
-Where this implementation differs from the official code (all documented where they occur):
+Speed (spec §3.6): instead of comparing every model with each of the ~160,000 double-threshold
+rules (``M x 160,000`` comparisons per example) we sort each sample once and count by binary search
+(:func:`numpy.searchsorted`). ``ε`` depends on a rule only through its pair of counts, so it is
+read from an ``(M + 1) x (M + 1)`` table built once per call, and only rules with distinct count
+pairs are visited. With 400 right ends the left ends are, up to float64 rounding, 799 lattice
+points, counted once each; the few lattice points that a confidence lies on (always
+``peaky.min``) are counted rule by rule with their exact left ends (:func:`_lattice_max`). With 401
+right ends an ``[R, M_u + M_r]`` table of left-end positions per row gives each row's distinct
+counts (:func:`_rows_max`). ``benchmarks/forgetting_quality.py`` (1,000 examples, single
+process, median of 7, on 2 shared cores of an Intel Xeon at 2.50 GHz; recorded in
+``benchmarks/results/forgetting_quality_vm-x86_64-2cpu.json``): 0.20 s at ``M = 32``, 0.26 s at
+``M = 128`` and 0.49 s at ``M = 512`` per side.
+
+Where this implementation differs from the official code:
 
 * :func:`logit_scaled_confidence` is exact (log-sum-exp over ``c != y``); the official code adds
-  ``1e-45`` inside both logs, which caps ``|conf|`` near 103.6 for extreme logits.
-* FPR/FNR are exact ``float64`` fractions; the official code averages in ``float32``. The two can
-  only disagree for an ``ε`` within ~1e-7 of a bin edge.
-* A rule where a term's ``log`` argument is not positive (``FPR = 1`` or ``FNR = 1``) contributes
-  nothing from that term, and if no rule survives at all ``ε = 0`` (no evidence that the samples
-  differ); the official code gets NaN for such terms and stops with an assertion error when no rule
-  survives (e.g. two identical constant samples).
-* Thresholds are placed in exact arithmetic: ``l = peaky.min + (k - 399) * step``,
-  ``r = peaky.max - 2 + i * step``. The official code builds the same grid with ``linspace`` calls
-  whose rounding (i) occasionally yields 401 right ends instead of 400 and (ii) decides by noise
-  whether the left end that lands on ``peaky.min`` includes it (we always do). Only rules whose
-  thresholds tie with a confidence to within rounding can differ.
-* ``50-metrics.md`` §3.6 estimates the double-threshold family at "100·range × 400" rules; in the
-  official code the right-end range is always ``4`` (``peaky.max + 2 - (peaky.min + w - 2)``), so it
-  is ``400 × 400`` whatever the spread, and so it is here.
+  ``1e-45`` inside both logs, which caps ``|conf|`` near 103.6: different confidences, hence
+  possibly different ε, for examples with such extreme logits.
+* ``ε`` is float64, the official float32 (see Precision): ε differs by float32 rounding, the
+  scores do not differ.
+* If no rule survives (e.g. two identical constant samples: every rule has FPR and FNR in
+  ``{0, 1}``), ``ε = 0`` (no evidence that the samples differ); the official code stops with an
+  assertion error. As published it stops on every example that keeps more than one rule, since
+  ``assert thr_eps`` asks for the truth value of a NumPy array; it runs once that line is read as
+  ``assert len(thr_eps)``, the version compared with here.
+* Rules with ``FPR = FNR = 1`` get ``ε = 0`` here; the official code gets NaN for both terms and
+  discards them. This changes no ε (a max over rules is at least 0) except through the point above.
 * The two samples may have different sizes (rates are fractions of each); bins then use the smaller
   size. The official code requires equal sizes.
+* Inputs are converted to float64. Given float32 confidences the official code would build its
+  double-threshold grid in float32; what is reproduced is its float64 case, the one its pipeline
+  produces.
+* The single-threshold grid is that of torch's AVX2 and AVX-512 CPU kernels (one rounding per
+  element); on a CPU without AVX2 torch rounds twice and a threshold can differ by one float32 ulp.
+* ``50-metrics.md`` §3.6 estimates the double-threshold family at "100·range × 400" rules; in the
+  official code the right-end range is always about ``4`` (``peaky.max + 2 - (peaky.min + w - 2)``),
+  so it is ``400 × 400`` (or ``401 × 400``) rules whatever the spread, and so it is here.
 """
 
 from __future__ import annotations
@@ -185,7 +213,7 @@ def _epsilon_table(num_pos: int, num_neg: int, delta: float) -> np.ndarray:
 
 _NUM_LEFT = int(math.ceil(2 * DOUBLE_THRESHOLD_BUFFER * THRESHOLDS_PER_UNIT))  # 400 left ends.
 # Below this |confidence| the row and lattice counting paths are exact (their float64 error bounds
-# hold with a margin of ~10^6); beyond it every double-threshold rule is counted directly.
+# hold with a margin of ~10^5); beyond it every double-threshold rule is counted directly.
 _MAX_FAST_MAGNITUDE = 2.0**20
 
 
@@ -210,10 +238,10 @@ def _round_sum_to_float32(base: np.ndarray, addend: np.ndarray) -> np.ndarray:
   """``base + addend`` rounded once to float32 (a fused multiply-add when ``addend`` is an exact
   product), for float64 inputs; returned as float64.
 
-  The float64 sum is exact unless the operands' bits span more than 53 places (only for
-  magnitudes beyond ~2^21 here); its rounding error is recovered exactly (Knuth's two-sum), and a
-  float64 sum that lands exactly halfway between two float32 values, where rounding it again
-  would be a double rounding, is sent the way its error points.
+  The float64 sum is exact unless the operands' bits span more than 53 places (a start or end
+  tiny beside the step, or magnitudes beyond ~2^21); its rounding error is recovered exactly
+  (Knuth's two-sum), and a float64 sum that lands exactly halfway between two float32 values,
+  where rounding it again would be a double rounding, is sent the way its error points.
   """
   s = base + addend
   b_virtual = s - base
@@ -332,7 +360,7 @@ def _double_threshold_max(peaky: np.ndarray, other: np.ndarray, table: np.ndarra
   if magnitude > _MAX_FAST_MAGNITUDE:
     return _exhaustive_max(peaky, other, table, grid)
   # Absolute tolerance for 'a confidence may tie with a left end': float64 rounding moves the
-  # grid by at most ~20 * 2^-52 * magnitude, about 10^6 times less than this.
+  # grid by at most ~20 * 2^-52 * magnitude, about 10^5 times less than this.
   tol = 2.0**-30 * magnitude
   if right.size == _NUM_LEFT:
     return _lattice_max(peaky, other, table, grid, tol)
@@ -341,7 +369,7 @@ def _double_threshold_max(peaky: np.ndarray, other: np.ndarray, table: np.ndarra
 
 def _exhaustive_max(peaky, other, table, grid) -> float:
   """Every double-threshold rule, each left end computed and counted by binary search."""
-  right, row_lo, row_hi, row_step, k_packed = grid
+  _, row_lo, row_hi, row_step, k_packed = grid
   left = _linspace_at(
     row_lo[:, None], row_hi[:, None], row_step[:, None], _NUM_LEFT, np.arange(_NUM_LEFT)
   )  # [R, 400]
@@ -419,7 +447,7 @@ def _rows_max(peaky, other, table, grid, tol: float) -> float:
   ``tol`` of left end ``J`` (``u`` near the integer ``J``) it is decided exactly,
   ``g = J + [left[i, J] <= c]``. Rows with equal ``K`` are merged before the table is read.
   """
-  right, row_lo, row_hi, row_step, k_packed = grid
+  _, row_lo, row_hi, row_step, k_packed = grid
   ncol = other.size + 1
   both = np.concatenate([peaky, other])
   order = np.argsort(both, kind="stable")
@@ -485,8 +513,10 @@ def per_example_epsilon(
   example, the largest ε certified by any rule of the single- and double-threshold families,
   ``ε = max(log(1 - δ - FPR) - log(FNR), log(1 - δ - FNR) - log(FPR))`` clipped at 0, with rules
   having exactly one of FPR, FNR zero discarded and perfect separation giving ``∞``; capped at
-  ``cap``. A sample whose spread (max - min) is below 1 % of the other's gives ``cap``. See the
-  module docstring for the grids and for the (minor) differences from the official code.
+  ``cap``. A sample whose spread (max - min) is below 1 % of the other's gives ``cap``. The grids
+  are the official ones (``metric.py`` of google-deepmind/unlearning_evaluation), and so is each
+  example's ε up to float32 rounding; see the module docstring for the grids, the precision and
+  the remaining differences from the official code.
 
   The positive sample of the single-threshold family is the one with the larger median (ties:
   unlearned); the positive sample of the double-threshold family is the one with the smaller
@@ -500,8 +530,10 @@ def per_example_epsilon(
     delta: the δ of the definition.
     cap: ε larger than this (including ``∞``) is reported as ``cap``.
     chunk_size: examples sorted at a time: memory is ``~(M_u + M_r) * chunk_size`` floats, plus
-      two ``(M + 1)^2`` ε tables (fine up to a few thousand models) and per-example work arrays
-      of at most ``min(2M + 1, 400)^2`` entries.
+      two ``(M_u + 1) x (M_r + 1)`` float64 ε tables (2 MiB each at 512 models per side) and
+      per-example work arrays: at most ``min(400, 2M + 1) x min(799, 2M + 1)`` table indices on
+      the 400-right-end path, and about ``27 * 401 * (M_u + M_r)`` bytes on the 401 one (11 MiB
+      at 512 per side; 9 MiB measured).
 
   Returns:
     ``float64`` array ``[n]`` with values in ``[0, cap]``.
