@@ -1,8 +1,8 @@
 """Benchmark: forgetting-quality score (NeurIPS 2023 unlearning challenge) on CPU.
 
 Times :func:`unlearn_jax.metrics.forgetting_quality` (per-example ε over the official grids of
-~160,000 double- and several hundred single-threshold rules per example, then the bucket score) for a
-forget set of 1,000 examples with M = 32, 128 and 512 models per group, on random confidences:
+~160,000 double- and several hundred single-threshold rules per example, then the bucket score)
+for a forget set of 1,000 examples with M = 32, 128 and 512 models per group, on random confidences:
 example ``i`` has a typical confidence ``c_i ~ N(0, 3)``; retrained models give ``c_i + N(0, 1)``,
 unlearned ones ``c_i + 0.3 + N(0, 1)`` (overlapping samples, so no example takes the cheap
 "collapsed" path; about 3 % of them have 401 right ends and take the slower row path).
