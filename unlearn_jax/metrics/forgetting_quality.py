@@ -63,7 +63,7 @@ points, counted once each; the few lattice points that a confidence lies on (alw
 ``peaky.min``) are counted rule by rule with their exact left ends (:func:`_lattice_max`). With 401
 right ends an ``[R, M_u + M_r]`` table of left-end positions per row gives each row's distinct
 counts (:func:`_rows_max`). ``benchmarks/forgetting_quality.py`` (1,000 examples, single
-process, median of 7, on 2 shared cores of an Intel Xeon at 2.50 GHz; recorded in
+process, median of 7, on 2 vCPUs of an Intel Xeon shared with other work; recorded in
 ``benchmarks/results/forgetting_quality_vm-x86_64-2cpu.json``): 0.20 s at ``M = 32``, 0.26 s at
 ``M = 128`` and 0.49 s at ``M = 512`` per side.
 
