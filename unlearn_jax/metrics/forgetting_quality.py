@@ -4,25 +4,35 @@ Reference: E. Triantafillou, P. Kairouz, F. Pedregosa, J. Hayes, M. Kurmanji, K.
 V. Dumoulin, J. Jacques Junior, I. Mitliagkas, J. Wan, L. Sun Hosoya, S. Escalera,
 G. K. Dziugaite, P. Triantafillou, I. Guyon. "Are we making progress in unlearning? Findings from
 the first NeurIPS unlearning competition", arXiv:2406.09073 (2024). The official evaluation code is
-``metric.py`` of https://github.com/google-deepmind/unlearning_evaluation (PyTorch, CUDA only).
-This module is an independent, vectorized NumPy reimplementation that runs on any CPU.
+``metric.py`` of https://github.com/google-deepmind/unlearning_evaluation (commit ffae0ff;
+PyTorch, CUDA only). This module is an independent, vectorized NumPy reimplementation that runs on
+any CPU and gives the official per-example ε, example by example.
 
 How it works, per forget-set example (``50-metrics.md`` §3):
 
 1. Every one of ``M`` unlearned and ``M`` retrained models gives the example a logit-scaled
    confidence (:func:`logit_scaled_confidence`): two samples of size ``M``.
-2. If one sample's spread (max - min) is below 1 % of the other's, that sample has collapsed (in
-   practice, an unlearned model family that outputs nearly the same confidence whatever the seed)
-   and the example gets ``ε = cap`` (50), without searching for rules.
-3. Otherwise a dense grid of decision rules tries to tell the samples apart:
+2. If one sample's spread (max - min) is below 1 % of the other's (``smallest / largest < 0.01``,
+   as the official code writes it), that sample has collapsed (in practice, an unlearned model
+   family that outputs nearly the same confidence whatever the seed) and the example gets
+   ``ε = cap`` (50), without searching for rules.
+3. Otherwise a dense grid of decision rules tries to tell the samples apart. Both grids are built
+   with the official expressions, in its floating-point order (its pipeline, ``main.py``, feeds it
+   float64 confidences, so its torch tensors are float64):
 
    * single threshold: "``c >= t`` is positive", the positive sample being the one with the larger
-     median; ``ceil(100 * (max - min))`` thresholds evenly spread over the range of both samples;
+     median; ``torch.linspace(lo, hi, ceil(100 * (hi - lo)))`` over the range ``[lo, hi]`` of both
+     samples, which torch builds in float32 (:func:`_torch_linspace_float32`);
    * double threshold: "``l <= c <= r`` is positive", the positive sample being the *peakier*
-     one (smaller spread ``w``; on ties the smaller-median sample); 400 right ends ``r`` evenly
-     spread over ``[peaky.max - 2, peaky.max + 2]`` and, for each ``r``, 400 left ends evenly
-     spread over ``[r - w - 2, r - w + 2]``, so the intervals are centred on the peaky sample
-     (160,000 rules; both grids have step ``4 / 399``).
+     one (smaller spread ``w``; on ties the smaller-median sample); right ends
+     ``r = linspace(min_, max_, ceil(100 * (max_ - min_)))`` with ``min_ = peaky.min + w - 2`` and
+     ``max_ = peaky.max + 2``, and for each ``r`` the 400 left ends
+     ``linspace(r - w - 2, r - w + 2, 400)``, all float64 (:func:`_double_threshold_grid`). In
+     exact arithmetic ``max_ - min_ = 4``: 400 right ends and left ends on one lattice of step
+     ``4 / 399``, one of them on ``peaky.min`` in every row. Rounding changes both, and both change
+     results: some examples (about 3 % of random ones) get 401 right ends, step 0.01 and one of
+     them on ``peaky.max``; and in some rows the left end meant for ``peaky.min`` lands just above
+     it, a rule that leaves out exactly the peaky sample's minimum.
 
    For each rule, FPR and FNR are fractions of the models of each sample, and
    ``ε = max(log(1 - δ - FPR) - log(FNR), log(1 - δ - FNR) - log(FPR))`` clipped at 0
@@ -34,35 +44,53 @@ How it works, per forget-set example (``50-metrics.md`` §3):
    that ``M`` models can certify); larger ``ε`` earns 0. The forget score is the mean.
 5. :func:`forgetting_quality` multiplies by the retain- and test-accuracy ratios.
 
-Speed (spec §3.6): instead of comparing every model with each of the ~160,000 double-threshold
-rules (``M x 160,000`` comparisons per example) we sort each sample once and count the confidences
-inside ``[l, r]`` by binary search (:func:`numpy.searchsorted`) at the 400 right ends and the 799
-distinct left ends (on the grid above ``l`` depends only on ``i + j``). ``ε`` depends on a rule only
-through its pair of counts, so it is read from an ``(M + 1) x (M + 1)`` table built once per call,
-and only rules with distinct count pairs are visited (runs of equal counts; see
-:func:`_double_threshold_max`). A few tenths of a millisecond per example on one CPU core for
-``M <= 128`` (``benchmarks/forgetting_quality.py``).
+Precision. Thresholds are the official values bit for bit and every rule's counts are exact
+(confidences compared in float64, as the official code compares them). ``ε`` is then computed in
+float64 from the exact rates. The official code computes it in float32 (float32 rates from
+``torch.mean``, ``1 - δ - FPR`` and the logs in float32 NumPy), so its ε differs from ours by
+float32 rounding: by at most 1.1e-5 over every count pair with ``M <= 512`` (where FPR or FNR is
+near 1, ``1 - δ - FPR`` loses digits in float32), and never by a score bucket (checked for every
+``M`` from 3 to 512). We keep float64 because those float32 values are not one well-defined
+target (float32 ``log`` differs by ulps between NumPy builds and CPUs) while the buckets, hence the
+scores, are the same.
 
-Where this implementation differs from the official code (all documented where they occur):
+Speed (spec §3.6): instead of comparing every model with each of the ~160,000 double-threshold
+rules (``M x 160,000`` comparisons per example) we sort each sample once and count by binary search
+(:func:`numpy.searchsorted`). ``ε`` depends on a rule only through its pair of counts, so it is
+read from an ``(M + 1) x (M + 1)`` table built once per call, and only rules with distinct count
+pairs are visited. With 400 right ends the left ends are, up to float64 rounding, 799 lattice
+points, counted once each; the few lattice points that a confidence lies on (always
+``peaky.min``) are counted rule by rule with their exact left ends (:func:`_lattice_max`). With 401
+right ends an ``[R, M_u + M_r]`` table of left-end positions per row gives each row's distinct
+counts (:func:`_rows_max`). ``benchmarks/forgetting_quality.py`` (1,000 examples, single
+process, median of 7, on 2 vCPUs of an Intel Xeon shared with other work; recorded in
+``benchmarks/results/forgetting_quality_vm-x86_64-2cpu.json``): 0.20 s at ``M = 32``, 0.26 s at
+``M = 128`` and 0.49 s at ``M = 512`` per side.
+
+Where this implementation differs from the official code:
 
 * :func:`logit_scaled_confidence` is exact (log-sum-exp over ``c != y``); the official code adds
-  ``1e-45`` inside both logs, which caps ``|conf|`` near 103.6 for extreme logits.
-* FPR/FNR are exact ``float64`` fractions; the official code averages in ``float32``. The two can
-  only disagree for an ``ε`` within ~1e-7 of a bin edge.
-* A rule where a term's ``log`` argument is not positive (``FPR = 1`` or ``FNR = 1``) contributes
-  nothing from that term, and if no rule survives at all ``ε = 0`` (no evidence that the samples
-  differ); the official code gets NaN for such terms and stops with an assertion error when no rule
-  survives (e.g. two identical constant samples).
-* Thresholds are placed in exact arithmetic: ``l = peaky.min + (k - 399) * step``,
-  ``r = peaky.max - 2 + i * step``. The official code builds the same grid with ``linspace`` calls
-  whose rounding (i) occasionally yields 401 right ends instead of 400 and (ii) decides by noise
-  whether the left end that lands on ``peaky.min`` includes it (we always do). Only rules whose
-  thresholds tie with a confidence to within rounding can differ.
-* ``50-metrics.md`` §3.6 estimates the double-threshold family at "100·range × 400" rules; in the
-  official code the right-end range is always ``4`` (``peaky.max + 2 - (peaky.min + w - 2)``), so it
-  is ``400 × 400`` whatever the spread, and so it is here.
+  ``1e-45`` inside both logs, which caps ``|conf|`` near 103.6: different confidences, hence
+  possibly different ε, for examples with such extreme logits.
+* ``ε`` is float64, the official float32 (see Precision): ε differs by float32 rounding, the
+  scores do not differ.
+* If no rule survives (e.g. two identical constant samples: every rule has FPR and FNR in
+  ``{0, 1}``), ``ε = 0`` (no evidence that the samples differ); the official code stops with an
+  assertion error. As published it stops on every example that keeps more than one rule, since
+  ``assert thr_eps`` asks for the truth value of a NumPy array; it runs once that line is read as
+  ``assert len(thr_eps)``, the version compared with here.
+* Rules with ``FPR = FNR = 1`` get ``ε = 0`` here; the official code gets NaN for both terms and
+  discards them. This changes no ε (a max over rules is at least 0) except through the point above.
 * The two samples may have different sizes (rates are fractions of each); bins then use the smaller
   size. The official code requires equal sizes.
+* Inputs are converted to float64. Given float32 confidences the official code would build its
+  double-threshold grid in float32; what is reproduced is its float64 case, the one its pipeline
+  produces.
+* The single-threshold grid is that of torch's AVX2 and AVX-512 CPU kernels (one rounding per
+  element); on a CPU without AVX2 torch rounds twice and a threshold can differ by one float32 ulp.
+* ``50-metrics.md`` §3.6 estimates the double-threshold family at "100·range × 400" rules; in the
+  official code the right-end range is always about ``4`` (``peaky.max + 2 - (peaky.min + w - 2)``),
+  so it is ``400 × 400`` (or ``401 × 400``) rules whatever the spread, and so it is here.
 """
 
 from __future__ import annotations
@@ -177,14 +205,97 @@ def _epsilon_table(num_pos: int, num_neg: int, delta: float) -> np.ndarray:
   return eps.reshape(-1)
 
 
+# The grids. Both are built with the official code's expressions and in its floating-point order
+# (``metric.py`` of google-deepmind/unlearning_evaluation at ffae0ff; its pipeline feeds it float64
+# confidences, so its torch tensors are float64): the single-threshold grid is a float32
+# ``torch.linspace`` (torch's default dtype), the double-threshold grid float64 ``numpy.linspace``
+# calls. Decision rules compare float64 confidences with these values, as the official code does.
+
+_NUM_LEFT = int(math.ceil(2 * DOUBLE_THRESHOLD_BUFFER * THRESHOLDS_PER_UNIT))  # 400 left ends.
+# Below this |confidence| the row and lattice counting paths are exact (their float64 error bounds
+# hold with a margin of ~10^5); beyond it every double-threshold rule is counted directly.
+_MAX_FAST_MAGNITUDE = 2.0**20
+
+
+def _linspace_step(start, stop, num: int):
+  """The ``step`` of ``numpy.linspace(start, stop, num)``: ``(stop - start) / (num - 1)``."""
+  if num < 2:  # NumPy multiplies by ``stop - start`` instead; element 0 is ``start`` either way.
+    return np.zeros_like(np.asarray(start, dtype=np.float64))
+  return (np.asarray(stop, dtype=np.float64) - start) / (num - 1)
+
+
+def _linspace_at(start, stop, step, num: int, j):
+  """Element ``j`` of ``numpy.linspace(start, stop, num)`` as NumPy computes it.
+
+  NumPy forms ``j * step`` and then adds ``start`` (two roundings) and sets the last element to
+  ``stop`` itself (``numpy/_core/function_base.py``). All arguments broadcast.
+  """
+  inner = j * step + start
+  return np.where(j == num - 1, stop, inner) if num > 1 else inner
+
+
+def _round_sum_to_float32(base: np.ndarray, addend: np.ndarray) -> np.ndarray:
+  """``base + addend`` rounded once to float32 (a fused multiply-add when ``addend`` is an exact
+  product), for float64 inputs; returned as float64.
+
+  The float64 sum is exact unless the operands' bits span more than 53 places (a start or end
+  tiny beside the step, or magnitudes beyond ~2^21); its rounding error is recovered exactly
+  (Knuth's two-sum), and a float64 sum that lands exactly halfway between two float32 values,
+  where rounding it again would be a double rounding, is sent the way its error points.
+  """
+  s = base + addend
+  b_virtual = s - base
+  err = (base - (s - b_virtual)) + (addend - b_virtual)
+  y = s.astype(np.float32)
+  y64 = y.astype(np.float64)
+  toward = np.nextafter(y, np.where(s > y64, np.float32(np.inf), np.float32(-np.inf)))
+  halfway = (err != 0) & (s != y64) & (s == (y64 + toward.astype(np.float64)) / 2)
+  # Ties-to-even chose y; the exact value lies beyond the midpoint when err points away from y.
+  away = halfway & ((err > 0) == (s > y64))
+  return np.where(away, toward, y).astype(np.float64)
+
+
+def _torch_linspace_float32(start: float, end: float, steps: int) -> np.ndarray:
+  """``torch.linspace(start, end, steps)`` in torch's default float32, as float64 values.
+
+  Torch 2.2's CPU kernel (``aten/src/ATen/native/cpu/RangeFactoriesKernel.cpp``; the official
+  code builds this grid on the CPU even when it runs on CUDA) rounds ``start`` and ``end`` to
+  float32, takes ``step = (end - start) / (steps - 1)`` in float32 and returns
+  ``start + step * k`` for ``k < steps // 2`` and ``end - step * (steps - 1 - k)`` after; its
+  AVX2 and AVX-512 builds, the ones a current x86-64 CPU runs, compute each as one fused
+  multiply-add (checked against torch 2.2.0; the baseline build, for CPUs without AVX2, rounds
+  twice). ``steps == 1`` gives ``[start]``.
+  """
+  if steps <= 0:
+    return np.empty(0)
+  start32, end32 = np.float32(start), np.float32(end)
+  if steps == 1:
+    return np.array([float(start32)])
+  step32 = (end32 - start32) / np.float32(steps - 1)
+  half = steps // 2
+  base = np.empty(steps)
+  base[:half], base[half:] = start32, end32
+  k = np.arange(steps, dtype=np.float64)
+  k[half:] -= steps - 1  # end + step * (k - steps + 1)
+  addend = k * np.float64(step32)  # exact: 24-bit step times an integer below 2^29.
+  # The float64 sums are exact, hence rounded once to float32, unless the operands' bits span
+  # more than 53 places (start or end tiny beside the step, or beyond ~2^21).
+  bits = [math.frexp(float(x))[1] for x in (start32, end32, step32) if x != 0]
+  top = math.frexp(2 * (abs(float(start32)) + abs(float(end32))) + 1e-300)[1]
+  if steps < 2**29 and top - (min(bits) - 24) <= 53:
+    return (base + addend).astype(np.float32).astype(np.float64)
+  return _round_sum_to_float32(base, addend)
+
+
 def _single_threshold_max(pos: np.ndarray, neg: np.ndarray, table: np.ndarray) -> float:
-  """Max ε over the rules 'c >= t is positive' of the challenge's single-threshold grid.
+  """Max ε over the single-threshold rules 'c >= t is positive' (positive: larger median).
 
   ``pos``/``neg`` are sorted; ``table`` is the flat :func:`_epsilon_table` with ``pos`` positive.
-  The grid is ``linspace(lo, hi, ceil(100 * (hi - lo)))`` over the range of both samples.
+  The official grid: ``torch.linspace(lo, hi, ceil((hi - lo) * 100))`` over the range
+  ``[lo, hi]`` of both samples, the count taken in float64 (:func:`_torch_linspace_float32`).
   """
   lo, hi = min(pos[0], neg[0]), max(pos[-1], neg[-1])
-  thresholds = np.linspace(lo, hi, int(math.ceil((hi - lo) * THRESHOLDS_PER_UNIT)))
+  thresholds = _torch_linspace_float32(lo, hi, int(math.ceil((hi - lo) * THRESHOLDS_PER_UNIT)))
   if thresholds.size == 0:  # Both samples are the same constant: nothing to threshold.
     return -np.inf
   # #{c >= t} = M - #{c < t}.
@@ -193,62 +304,182 @@ def _single_threshold_max(pos: np.ndarray, neg: np.ndarray, table: np.ndarray) -
   return float(table[k_pos * (neg.size + 1) + k_neg].max())
 
 
-# The double-threshold grid, relative to the peaky sample (spread w = max - min). The official code
-# takes ``R = ceil(100 * 4)`` right ends ``r_i = linspace(max - 2, max + 2, R)`` and for each of
-# them ``L = 400`` left ends ``linspace(r_i - w - 2, r_i - w + 2, L)``; both grids have step
-# ``4 / 399``, so in exact arithmetic ``l_ij = min - 4 + (i + j) * step`` depends on ``i + j`` only.
-# We use exactly that grid: 2 * 400 - 1 distinct left ends, 400 right ends (the official code gets
-# the same up to floating-point rounding, which occasionally makes ``R`` 401).
-_NUM_LEFT = int(math.ceil(2 * DOUBLE_THRESHOLD_BUFFER * THRESHOLDS_PER_UNIT))  # 400
-_NUM_RIGHT = _NUM_LEFT  # ceil(100 * (max + 2 - (min + w - 2))) = ceil(100 * 4) = 400.
-_STEP = 2 * DOUBLE_THRESHOLD_BUFFER / (_NUM_LEFT - 1)
-_RIGHT_OFFSETS = np.arange(_NUM_RIGHT) * _STEP - DOUBLE_THRESHOLD_BUFFER  # r_i - max.
-# l_k - min for k = i + j; written so that k = L - 1 gives exactly ``min``.
-_LEFT_OFFSETS = (np.arange(_NUM_RIGHT + _NUM_LEFT - 1) - (_NUM_LEFT - 1)) * _STEP
+def _double_threshold_grid(peaky_min: float, peaky_max: float, width: float):
+  """The official double-threshold grid around the peaky sample (spread ``width``).
+
+  ``num_right = ceil((max_ - min_) * 100)`` right ends ``r = linspace(min_, max_, num_right)``
+  with ``min_ = peaky.min + width - 2`` and ``max_ = peaky.max + 2``, and for each right end
+  ``r`` the row of 400 left ends ``linspace(r - width - 2, r - width + 2, 400)``, all in float64
+  and in the official order of operations. In exact arithmetic ``max_ - min_ = 4``; rounding
+  makes ``num_right`` 401 for some examples (step 0.01, and a right end on ``peaky.max``).
+
+  Returns ``(right, row_lo, row_hi, row_step)``, each ``[num_right]``: the right ends and, per
+  row, the first and last left end and the row's step (:func:`_linspace_at` gives left end
+  ``j`` of a row).
+  """
+  lo = peaky_min + width - DOUBLE_THRESHOLD_BUFFER
+  hi = peaky_max + DOUBLE_THRESHOLD_BUFFER
+  num_right = max(int(math.ceil((hi - lo) * THRESHOLDS_PER_UNIT)), 0)
+  right = _linspace_at(lo, hi, _linspace_step(lo, hi, num_right), num_right, np.arange(num_right))
+  centre = right - width
+  row_lo = centre - DOUBLE_THRESHOLD_BUFFER
+  row_hi = centre + DOUBLE_THRESHOLD_BUFFER
+  return right, row_lo, row_hi, _linspace_step(row_lo, row_hi, _NUM_LEFT)
+
+
+def _packed_counts(peaky: np.ndarray, other: np.ndarray, x: np.ndarray, side: str) -> np.ndarray:
+  """``#{peaky <side> x} * (other.size + 1) + #{other <side> x}`` (``side``: ``searchsorted``'s)."""
+  return np.searchsorted(peaky, x, side=side) * (other.size + 1) + np.searchsorted(
+    other, x, side=side
+  )
 
 
 def _double_threshold_max(peaky: np.ndarray, other: np.ndarray, table: np.ndarray) -> float:
-  """Max ε over the rules 'l <= c <= r is positive' (positive = peaky sample) of the grid above.
+  """Max ε over the rules 'l <= c <= r is positive' (positive: the peaky sample) of the grid.
 
-  Rule ``(i, j)`` is ``[left[i + j], right[i]]``. Its counts come from binary searches on the
-  sorted samples, ``#{l <= c <= r} = #{c <= r} - #{c < l}``, packed into one flat table index
-  ``a * (M_other + 1) + b`` as ``K[i] - H[i + j]`` with ``K[i]`` the packed counts ``<= right[i]``
-  and ``H[k]`` those ``< left[k]``. For an empty interval (``l > r``) both differences are
-  ``<= 0`` and the index is clipped to 0, the discarded rule 'nothing is positive'.
-
-  Only distinct index values matter for the max, so instead of all 160,000 rules we enumerate
-  runs: consecutive right ends with equal ``K`` (a run ``[i0, i1]``) pair with the contiguous left
-  ends ``k`` in ``[i0, i1 + L - 1]`` (the union of their windows), and within that range only the
-  distinct values of ``H`` (runs of ``H``, non-decreasing in ``k``) matter. Both run counts are at
-  most ``2 M + 1``, so the work is ``O(min(M, 400)^2)`` table reads instead of 160,000.
+  Rule ``(i, j)`` is ``[left[i, j], right[i]]``. Its counts are ``#{c <= r} - #{c < l}`` for both
+  samples, packed into one flat table index ``a * (M_other + 1) + b`` as ``K[i] - H[i, j]`` with
+  ``K`` the packed counts ``<= right[i]`` and ``H`` those ``< left[i, j]`` (binary searches on the
+  sorted samples). For an empty interval (``l > r``) both differences are ``<= 0`` and the index is
+  clipped to 0, the discarded rule 'nothing is positive'. ``ε`` depends on a rule only through its
+  index, so only distinct ``(K, H)`` pairs are visited: with 400 right ends the lattice path
+  (:func:`_lattice_max`), else the row path (:func:`_rows_max`), and for confidences beyond
+  ``2^20`` every rule (:func:`_exhaustive_max`); all three count every rule of the official grid.
 
   Args:
-    peaky, other: sorted samples; ``peaky`` has the smaller spread.
+    peaky, other: sorted samples; ``peaky`` has the smaller spread (ties: the negative sample).
     table: flat :func:`_epsilon_table` with ``peaky`` positive.
   """
-  ncol = other.size + 1
-  right = peaky[-1] + _RIGHT_OFFSETS
-  left = peaky[0] + _LEFT_OFFSETS
-  k_packed = np.searchsorted(peaky, right, side="right") * ncol + np.searchsorted(
-    other, right, side="right"
-  )  # [R], non-decreasing.
-  h_packed = np.searchsorted(peaky, left, side="left") * ncol + np.searchsorted(
-    other, left, side="left"
-  )  # [R + L - 1], non-decreasing.
-  # Runs of equal K over right ends i, and of equal H over left ends k.
+  width = peaky[-1] - peaky[0]
+  right, row_lo, row_hi, row_step = _double_threshold_grid(peaky[0], peaky[-1], width)
+  if right.size == 0:
+    return -np.inf
+  k_packed = _packed_counts(peaky, other, right, "right")  # [R], non-decreasing.
+  grid = (right, row_lo, row_hi, row_step, k_packed)
+  magnitude = max(abs(peaky[0]), abs(peaky[-1])) + 2 * DOUBLE_THRESHOLD_BUFFER + 1.0
+  if magnitude > _MAX_FAST_MAGNITUDE:
+    return _exhaustive_max(peaky, other, table, grid)
+  # Absolute tolerance for 'a confidence may tie with a left end': float64 rounding moves the
+  # grid by at most ~20 * 2^-52 * magnitude, about 10^5 times less than this.
+  tol = 2.0**-30 * magnitude
+  if right.size == _NUM_LEFT:
+    return _lattice_max(peaky, other, table, grid, tol)
+  return _rows_max(peaky, other, table, grid, tol)
+
+
+def _exhaustive_max(peaky, other, table, grid) -> float:
+  """Every double-threshold rule, each left end computed and counted by binary search."""
+  _, row_lo, row_hi, row_step, k_packed = grid
+  left = _linspace_at(
+    row_lo[:, None], row_hi[:, None], row_step[:, None], _NUM_LEFT, np.arange(_NUM_LEFT)
+  )  # [R, 400]
+  index = k_packed[:, None] - _packed_counts(peaky, other, left, "left")
+  return float(table.take(np.maximum(index, 0)).max())
+
+
+def _lattice_max(peaky, other, table, grid, tol: float) -> float:
+  """Double-threshold max for 400 right ends (the usual case): a one-dimensional lattice.
+
+  Right and left steps are then both ``4 / 399`` up to rounding, so left end ``(i, j)`` lies
+  within float64 rounding of ``lam[i + j] = row_lo[0] + (i + j) * step``: 799 lattice points.
+  Where no confidence lies within ``tol`` of ``lam[k]``, every rule with ``i + j = k`` counts
+  exactly what ``lam[k]`` counts; the other diagonals (a confidence on a lattice point: always
+  ``peaky.min`` at ``k = 399``, which the official rounding includes or excludes row by row) are
+  counted rule by rule with the exact left ends.
+
+  Elsewhere only distinct index values matter, so instead of all 160,000 rules runs are
+  enumerated: consecutive right ends with equal ``K`` (a run ``[i0, i1]``) pair with the lattice
+  points ``k`` in ``[i0, i1 + 399]`` (the union of their rows), and within that range only the
+  distinct values of ``H`` (runs of ``H``, non-decreasing in ``k``) matter. Both run counts are at
+  most ``2 M + 1``, so the work is ``O(min(M, 400)^2)`` table reads instead of 160,000.
+  """
+  right, row_lo, row_hi, row_step, k_packed = grid
+  num_right = right.size
+  step = _linspace_step(right[0], right[-1], num_right)
+  num_k = num_right + _NUM_LEFT - 1
+  lam = np.arange(num_k) * step + row_lo[0]
+  # Diagonals with a confidence within tol of their lattice point: the counts below lam - tol and
+  # up to lam + tol differ. Elsewhere the counts below lam - tol are those of every rule there.
+  h_below = _packed_counts(peaky, other, lam - tol, "left")
+  tied = np.flatnonzero(h_below != _packed_counts(peaky, other, lam + tol, "right"))
+  best = -np.inf
+  if tied.size:
+    # All rules on the tied diagonals, with their exact left ends.
+    first_i = np.maximum(tied - (_NUM_LEFT - 1), 0)
+    counts = np.minimum(tied, num_right - 1) - first_i + 1
+    i = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts - first_i, counts)
+    j = np.repeat(tied, counts) - i
+    left = _linspace_at(row_lo[i], row_hi[i], row_step[i], _NUM_LEFT, j)
+    index = k_packed[i] - _packed_counts(peaky, other, left, "left")
+    best = float(table.take(np.maximum(index, 0)).max())
+  # The other diagonals, through the lattice points.
+  keep = np.ones(num_k, dtype=bool)
+  keep[tied] = False
+  k_kept = np.flatnonzero(keep)
+  h_packed = h_below[k_kept]  # non-decreasing.
+  # Runs of equal K over right ends i, and of equal H over kept lattice points.
   k_starts = np.flatnonzero(np.diff(k_packed, prepend=-1))
-  k_stops = np.append(k_starts[1:], k_packed.size) - 1  # inclusive.
+  k_stops = np.append(k_starts[1:], num_right) - 1  # inclusive.
   h_starts = np.flatnonzero(np.diff(h_packed, prepend=-1))
-  # H runs met by each K run's left-end range [i0, i1 + L - 1].
-  first = np.searchsorted(h_starts, k_starts, side="right") - 1
-  last = np.searchsorted(h_starts, k_stops + (_NUM_LEFT - 1), side="right") - 1
-  sizes = last - first + 1
+  # Kept positions in each K run's range [i0, i1 + 399], and the H runs they meet.
+  lo = np.searchsorted(k_kept, k_starts, side="left")
+  hi = np.searchsorted(k_kept, k_stops + (_NUM_LEFT - 1), side="right") - 1
+  first = np.searchsorted(h_starts, lo, side="right") - 1
+  last = np.searchsorted(h_starts, hi, side="right") - 1
+  sizes = np.where(hi >= lo, last - first + 1, 0)
+  if sizes.sum() == 0:
+    return best
   # Ragged enumeration: for K run q, H runs first[q] .. last[q].
   owner = np.repeat(np.arange(sizes.size), sizes)
   h_run = np.arange(owner.size) - np.repeat(np.cumsum(sizes) - sizes, sizes) + first[owner]
   index = k_packed[k_starts][owner] - h_packed[h_starts][h_run]
-  np.maximum(index, 0, out=index)
-  return float(table.take(index).max())
+  return max(best, float(table.take(np.maximum(index, 0)).max()))
+
+
+def _rows_max(peaky, other, table, grid, tol: float) -> float:
+  """Double-threshold max for any number of right ends (401 for some examples), row by row.
+
+  Sort both samples together into ``c_1 <= ... <= c_n``. A left end ``l`` with
+  ``c_m < l <= c_{m+1}`` has ``H = cum[m]``, the packed counts of the first ``m``. Row ``i`` has a
+  left end in that gap iff ``g_i(c_{m+1}) > g_i(c_m)``, where ``g_i(c) = #{j : left[i, j] <= c}``
+  (``c_0 = -inf``, ``c_{n+1} = +inf``), so the row's distinct ``H`` come from an ``[R, n]``
+  table of ``g``. ``g`` is read off ``u = (c - row_lo) / row_step``; where ``c`` lies within
+  ``tol`` of left end ``J`` (``u`` near the integer ``J``) it is decided exactly,
+  ``g = J + [left[i, J] <= c]``. Rows with equal ``K`` are merged before the table is read.
+  """
+  _, row_lo, row_hi, row_step, k_packed = grid
+  ncol = other.size + 1
+  both = np.concatenate([peaky, other])
+  order = np.argsort(both, kind="stable")
+  c = both[order]
+  cum_other = np.concatenate([[0], np.cumsum(order >= peaky.size)])
+  cum = (np.arange(c.size + 1) - cum_other) * ncol + cum_other  # [n + 1]
+  u = np.subtract(c[None, :], row_lo[:, None])
+  u /= row_step[:, None]  # [R, n]
+  # g = g_i(c) - 1, the last left end <= c (-1: none), is floor(u) away from integers.
+  g = np.floor(u)
+  frac = np.subtract(u, g, out=u)
+  near = (frac <= tol / row_step[:, None]) | (frac >= 1 - tol / row_step[:, None])
+  exact = None
+  if near.any():
+    rows, cols = np.nonzero(near)
+    j = g[rows, cols] + (frac[rows, cols] > 0.5)  # J, the integer u is near.
+    left = _linspace_at(
+      row_lo[rows], row_hi[rows], row_step[rows], _NUM_LEFT, np.clip(j, 0, _NUM_LEFT - 1)
+    )
+    exact = np.clip(j - (left > c[cols]), -1, _NUM_LEFT - 1)
+  np.clip(g, -1, _NUM_LEFT - 1, out=g)
+  if exact is not None:
+    g[rows, cols] = exact
+  # Gap m (c_m, c_{m+1}] is hit by row i iff g_i rises there (c_0 = -inf, c_{n+1} = +inf).
+  hits = np.empty((g.shape[0], c.size + 1), dtype=bool)
+  np.greater(g[:, 1:], g[:, :-1], out=hits[:, 1:-1])
+  hits[:, 0] = g[:, 0] > -1
+  hits[:, -1] = g[:, -1] < _NUM_LEFT - 1
+  k_starts = np.flatnonzero(np.diff(k_packed, prepend=-1))
+  hits = np.logical_or.reduceat(hits, k_starts, axis=0)
+  index = np.maximum(k_packed[k_starts][:, None] - cum[None, :], 0)
+  return float(table.take(index[hits]).max())
 
 
 def _validate_confidences(unlearned_conf, retrained_conf):
@@ -282,8 +513,10 @@ def per_example_epsilon(
   example, the largest ε certified by any rule of the single- and double-threshold families,
   ``ε = max(log(1 - δ - FPR) - log(FNR), log(1 - δ - FNR) - log(FPR))`` clipped at 0, with rules
   having exactly one of FPR, FNR zero discarded and perfect separation giving ``∞``; capped at
-  ``cap``. A sample whose spread (max - min) is below 1 % of the other's gives ``cap``. See the
-  module docstring for the grids and for the (minor) differences from the official code.
+  ``cap``. A sample whose spread (max - min) is below 1 % of the other's gives ``cap``. The grids
+  are the official ones (``metric.py`` of google-deepmind/unlearning_evaluation), and so is each
+  example's ε up to float32 rounding; see the module docstring for the grids, the precision and
+  the remaining differences from the official code.
 
   The positive sample of the single-threshold family is the one with the larger median (ties:
   unlearned); the positive sample of the double-threshold family is the one with the smaller
@@ -297,8 +530,10 @@ def per_example_epsilon(
     delta: the δ of the definition.
     cap: ε larger than this (including ``∞``) is reported as ``cap``.
     chunk_size: examples sorted at a time: memory is ``~(M_u + M_r) * chunk_size`` floats, plus
-      two ``(M + 1)^2`` ε tables (fine up to a few thousand models) and per-example work arrays
-      of at most ``min(2M + 1, 400)^2`` entries.
+      two ``(M_u + 1) x (M_r + 1)`` float64 ε tables (2 MiB each at 512 models per side) and
+      per-example work arrays: at most ``min(400, 2M + 1) x min(799, 2M + 1)`` table indices on
+      the 400-right-end path, and about ``27 * 401 * (M_u + M_r)`` bytes on the 401 one (11 MiB
+      at 512 per side; 9 MiB measured).
 
   Returns:
     ``float64`` array ``[n]`` with values in ``[0, cap]``.
@@ -328,7 +563,10 @@ def per_example_epsilon(
     retrain_is_pos = np.median(rs, axis=1) > np.median(us, axis=1)
     u_spread = us[:, -1] - us[:, 0]
     r_spread = rs[:, -1] - rs[:, 0]
-    collapsed = np.minimum(u_spread, r_spread) < COLLAPSE_RATIO * np.maximum(u_spread, r_spread)
+    # The official test, smallest / largest < 0.01 (0 / 0, two constant samples, is not collapsed).
+    with np.errstate(divide="ignore", invalid="ignore"):
+      ratio = np.minimum(u_spread, r_spread) / np.maximum(u_spread, r_spread)
+    collapsed = ratio < COLLAPSE_RATIO
     for j in range(stop - start):
       if collapsed[j]:
         eps[start + j] = np.inf
