@@ -39,28 +39,30 @@ def numbers(summary):
 
 
 @pytest.mark.slow
-def test_default_job_reaches_95_percent(tmp_path):
-  """The README's default recipe: mnist5k, 3 seeds, original model >= 95 % test accuracy.
+def test_default_job_memorises_its_forget_set(tmp_path):
+  """The README's default recipe (mnist1d, MLP, 4 seeds) memorises: train accuracy >= 99.5 %,
+  test accuracy far below it, and the oracle, which never saw the forget set, >= 4 pp below the
+  original on it (the benchmark can tell unlearning from doing nothing).
 
-  The oracle group gets 3 seeds instead of the default 6 (test-time budget; the extra seeds are
+  The oracle group gets 4 seeds instead of the default 8 (test-time budget; the extra seeds are
   covered by test_oracle_seeds_add_models_without_changing_the_first_ones)."""
-  out = launch(tmp_path / "wd", "--config=experiments/configs/train.py:oracle_seeds=3")
+  out = launch(tmp_path / "wd", "--config=experiments/configs/train.py:oracle_seeds=4",
+               "--config.progress=False")
   summary = io.read_json(tmp_path / "wd" / "summary.json")
-  assert summary["dataset"] == "mnist5k" and len(summary["seeds"]) == 3
-  assert summary["oracle_seeds"] == [0, 1, 2]
-  test_acc = summary["groups"]["original"]["splits"]["test"]["accuracy"]
-  assert test_acc["mean"] >= 0.95, test_acc
-  assert min(test_acc["per_seed"]) >= 0.94
-  oracle = summary["groups"]["oracle"]["splits"]
-  # the oracle never saw the forget set: its forget accuracy is far below its retain accuracy
-  assert oracle["forget"]["accuracy"]["mean"] < oracle["retain"]["accuracy"]["mean"]
+  assert summary["dataset"] == "mnist1d" and len(summary["seeds"]) == 4
+  assert summary["oracle_seeds"] == [0, 1, 2, 3]
+  orig, oracle = summary["groups"]["original"]["splits"], summary["groups"]["oracle"]["splits"]
+  n_f, n_r = summary["forget"]["size"], summary["num_train"] - summary["forget"]["size"]
+  train_acc = (n_f * orig["forget"]["accuracy"]["mean"]
+               + n_r * orig["retain"]["accuracy"]["mean"]) / (n_f + n_r)
+  assert train_acc >= 0.995, train_acc
+  assert orig["test"]["accuracy"]["mean"] < train_acc - 0.15
+  assert oracle["forget"]["accuracy"]["mean"] <= orig["forget"]["accuracy"]["mean"] - 0.04
   for group in ("original", "oracle"):
     log = io.read_jsonl(tmp_path / "wd" / "models" / group / "metrics.jsonl")
-    assert [r["epoch"] for r in log] == list(range(1, 13))
-  assert (tmp_path / "wd" / "config.json").exists()
-  assert (tmp_path / "wd" / "forget_set.npz").exists()
+    assert [r["epoch"] for r in log] == list(range(1, 41))
   last = out.stdout.strip().splitlines()[-1]
-  assert last.startswith("mnist5k/cnn x3 seeds | original: test") and "summary.json" in last
+  assert last.startswith("mnist1d/mlp x4 seeds | original: test") and "summary.json" in last
 
 
 @pytest.mark.slow

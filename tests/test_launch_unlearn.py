@@ -106,18 +106,19 @@ def test_config_arguments():
   assert set(config.method_configs) == {"ga", "finetune"}
   assert config.method_configs.finetune.epochs >= 1  # the method's DEFAULTS, overridable
   default = unlearn_config.get_config()
-  assert default.data.name == "mnist5k" and len(default.seeds) == 3
+  assert default.data.name == "mnist1d" and default.model.name == "mlp" and len(default.seeds) == 4
   # Unset oracle_seeds = twice the seeds (room for the oracle-vs-oracle FQ ceiling), resolved
   # when the experiment is set up so that --config.seeds overrides carry over.
   assert default.oracle_seeds is None
-  assert experiment.default_oracle_seeds(default.seeds) == tuple(range(6))
+  assert experiment.default_oracle_seeds(default.seeds) == tuple(range(8))
   assert experiment.default_oracle_seeds((3, 7)) == (3, 7, 8, 9)
   assert unlearn_config.get_config("seeds=2,oracle_seeds=3").oracle_seeds == (0, 1, 2)
   # Tuned per-dataset values override the module DEFAULTS for that dataset only.
   from unlearn_jax.methods import method_defaults
+  mnist5k = unlearn_config.get_config("dataset=mnist5k")
   for name, preset in unlearn_config.METHOD_PRESETS["mnist5k"].items():
     for k, v in preset.items():
-      assert default.method_configs[name][k] == v
+      assert mnist5k.method_configs[name][k] == v
   digits = unlearn_config.get_config("dataset=digits")
   assert digits.method_configs.ga.to_dict() == method_defaults("ga")
   # `del` is a Python keyword: the command line reaches it by subscript (as the README says), and

@@ -16,7 +16,7 @@ from __future__ import annotations
 import ml_collections
 
 from experiments.configs import train
-from experiments.configs.common import parse_arg
+from experiments.configs.common import NAMED_SETTINGS, apply_overrides, parse_arg
 
 ARG_KEYS = ("settings", "quick")
 
@@ -34,8 +34,7 @@ SETTINGS = {
     "mnist1d_mlp": ("dataset=mnist1d,model=mlp,epochs=40", {}),
     "mnist1d_mlp_wd": ("dataset=mnist1d,model=mlp,epochs=40", {"train.weight_decay": 5e-4}),
     "mnist1d_cnn": ("dataset=mnist1d,model=cnn,width=0.5,epochs=40", {"train.weight_decay": 0.0}),
-    "mnist1d_cnn_w1_2k": ("dataset=mnist1d,model=cnn,width=1.0,epochs=60",
-                          {"train.weight_decay": 0.0, "data.max_train_examples": 2000}),
+    "mnist1d_cnn_w1_2k": NAMED_SETTINGS["conv"],  # `setting=conv` in the other configs
 }
 QUICK = {
     "digits_mlp": ("dataset=digits,model=mlp,epochs=2", {}),
@@ -45,9 +44,7 @@ QUICK = {
 
 def setting_config(arg: str, overrides: dict, seeds: int, oracle_seeds: int):
   config = train.get_config(f"{arg},seeds={seeds},oracle_seeds={oracle_seeds}")
-  for path, value in overrides.items():
-    section, field = path.split(".")
-    config[section][field] = value
+  apply_overrides(config, overrides)
   return config
 
 

@@ -14,7 +14,7 @@ uses halves of N // 2 models, or is left out for N < 6).
 
 from experiments.configs.common import base_config, parse_arg
 
-ARG_KEYS = ("dataset", "model", "width", "forget", "seeds", "oracle_seeds", "epochs")
+ARG_KEYS = ("dataset", "model", "width", "forget", "seeds", "oracle_seeds", "epochs", "setting")
 
 
 def get_config(arg: str | None = None):

@@ -32,7 +32,7 @@ from ml_collections import config_dict
 
 from experiments.configs.common import base_config, parse_arg
 
-ARG_KEYS = ("dataset", "model", "width", "forget", "seeds", "oracle_seeds", "epochs", "methods")
+ARG_KEYS = ("dataset", "model", "width", "forget", "seeds", "oracle_seeds", "epochs", "setting", "methods")
 
 # Every registered method except `retrain` (the oracle group is the retrain oracle).
 DEFAULT_METHODS = ("finetune", "ga", "neggrad", "neggrad_plus", "random_label", "salun",
