@@ -54,3 +54,17 @@ def test_config_default_follows_the_environment(monkeypatch):
   assert unlearn_config.get_config("dataset=digits").compilation_cache == "/some/where"
   monkeypatch.delenv(runtime.ENV_DIR)
   assert runtime.default_cache_dir().endswith(os.path.join(".cache", "unlearn-jax", "xla"))
+
+
+def test_distributed_initializes_only_when_asked(monkeypatch):
+  import jax
+
+  calls = []
+  monkeypatch.setattr(jax.distributed, "initialize", lambda *a, **k: calls.append((a, k)))
+  base = {"deterministic": True, "matmul_precision": "highest", "compilation_cache": ""}
+  runtime.configure_from_config({**base, "distributed": False})
+  runtime.configure_from_config(base)  # configs without the field: as False
+  assert calls == []
+  runtime.configure_from_config({**base, "distributed": True})
+  assert calls == [((), {})]
+  assert unlearn_config.get_config("dataset=digits").distributed is False

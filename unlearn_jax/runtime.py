@@ -47,11 +47,18 @@ def enable_compilation_cache(directory: Optional[str], min_compile_time_s: float
 
 
 def configure_from_config(config: Any) -> None:
-  """A launcher's process setup from its config (a ConfigDict or dict): deterministic GPU ops, float32 matmul
-  precision (`unlearn_jax.determinism`) and the compilation cache. Call before computing."""
+  """A launcher's process setup from its config (a ConfigDict or dict): deterministic GPU ops,
+  float32 matmul precision (`unlearn_jax.determinism`), the compilation cache and, if
+  `distributed` is True, `jax.distributed.initialize()`. Call before computing."""
   determinism.configure(deterministic=config.get("deterministic", True),
                         matmul_precision=config.get("matmul_precision", "highest"))
   enable_compilation_cache(config.get("compilation_cache"))
+  if config.get("distributed", False):
+    import jax
+
+    # Coordinator, process count and id from the environment or the cluster (Slurm, TPU, ...):
+    # every host runs the same command; jax.devices() then spans all hosts.
+    jax.distributed.initialize()
 
 
 @contextlib.contextmanager
