@@ -184,3 +184,14 @@ def test_device_choice_does_not_bind_the_workdir(tmp_path):
   stored["train"]["data_parallel"] = True
   io.atomic_write_json(tmp_path / "config.json", stored)
   experiment.setup(config, tmp_path)
+
+
+def test_only_process_0_writes_result_files(tmp_path, monkeypatch):
+  """Under jax.distributed every host computes the same records; only process 0 writes them."""
+  monkeypatch.setattr(jax, "process_index", lambda: 1)
+  io.atomic_write_json(tmp_path / "a.json", {"x": 1})
+  io.append_jsonl(tmp_path / "log.jsonl", {"epoch": 1})
+  assert list(tmp_path.iterdir()) == []
+  monkeypatch.setattr(jax, "process_index", lambda: 0)
+  io.atomic_write_json(tmp_path / "a.json", {"x": 1})
+  assert [p.name for p in tmp_path.iterdir()] == ["a.json"]

@@ -65,6 +65,11 @@ def test_distributed_initializes_only_when_asked(monkeypatch):
   runtime.configure_from_config({**base, "distributed": False})
   runtime.configure_from_config(base)  # configs without the field: as False
   assert calls == []
-  runtime.configure_from_config({**base, "distributed": True})
-  assert calls == [((), {})]
+  monkeypatch.delenv("JAX_NUM_PROCESSES", raising=False)
+  monkeypatch.delenv("JAX_PROCESS_ID", raising=False)
+  runtime.configure_from_config({**base, "distributed": True})  # a cluster manager: detected
+  monkeypatch.setenv("JAX_NUM_PROCESSES", "2")
+  monkeypatch.setenv("JAX_PROCESS_ID", "1")
+  runtime.configure_from_config({**base, "distributed": True})  # by hand
+  assert calls == [((), {}), ((), {"num_processes": 2, "process_id": 1})]
   assert unlearn_config.get_config("dataset=digits").distributed is False

@@ -56,9 +56,16 @@ def configure_from_config(config: Any) -> None:
   if config.get("distributed", False):
     import jax
 
-    # Coordinator, process count and id from the environment or the cluster (Slurm, TPU, ...):
-    # every host runs the same command; jax.devices() then spans all hosts.
-    jax.distributed.initialize()
+    # Every host runs the same command; jax.devices() then spans all hosts.
+    jax.distributed.initialize(**distributed_args())
+
+
+def distributed_args(environ=os.environ) -> dict:
+  """`jax.distributed.initialize` arguments from `JAX_NUM_PROCESSES` and `JAX_PROCESS_ID`, for a
+  launch by hand (JAX reads `JAX_COORDINATOR_ADDRESS`, host:port of process 0, itself; under
+  Slurm, Open MPI, Kubernetes or on Cloud TPU JAX detects all three without them)."""
+  names = {"num_processes": "JAX_NUM_PROCESSES", "process_id": "JAX_PROCESS_ID"}
+  return {key: int(environ[var]) for key, var in names.items() if environ.get(var)}
 
 
 @contextlib.contextmanager
