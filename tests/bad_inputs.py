@@ -104,6 +104,8 @@ CASES = [
          "config.train.weight_decay", T),
     Case("unknown schedule", "train", ("--config.train.schedule=linear",),
          "config.train.schedule", T),
+    Case("unknown parallelism", "train", ("--config.train.parallelism=gpus",),
+         "config.train.parallelism", T),
     Case("batch larger than the retain set", "train", ("--config.train.batch_size=100000",),
          "config.train.batch_size", T),
     Case("epochs not a number", "train", ("--config.train.epochs=abc",), "config.train.epochs",

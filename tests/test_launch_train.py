@@ -170,3 +170,30 @@ def test_workdir_made_with_another_config_is_refused(tmp_path):
   config.train.learning_rate = 0.1
   with pytest.raises(ValueError, match="different config .*train"):
     experiment.setup(config, tmp_path)
+
+
+def test_device_choice_does_not_bind_the_workdir(tmp_path):
+  """`train.parallelism` picks devices, not models: a workdir with results resumes under another
+  choice, also one recorded before the field existed (as `train.data_parallel`)."""
+  config = train_config.get_config("dataset=digits")
+  experiment.setup(config, tmp_path)
+  _fake_result(tmp_path)
+  config.train.parallelism = "none"
+  experiment.setup(config, tmp_path)
+  assert io.read_json(tmp_path / "config.json")["train"]["parallelism"] == "none"
+  stored = io.read_json(tmp_path / "config.json")
+  del stored["train"]["parallelism"]
+  stored["train"]["data_parallel"] = True
+  io.atomic_write_json(tmp_path / "config.json", stored)
+  experiment.setup(config, tmp_path)
+
+
+def test_only_process_0_writes_result_files(tmp_path, monkeypatch):
+  """Under jax.distributed every host computes the same records; only process 0 writes them."""
+  monkeypatch.setattr(jax, "process_index", lambda: 1)
+  io.atomic_write_json(tmp_path / "a.json", {"x": 1})
+  io.append_jsonl(tmp_path / "log.jsonl", {"epoch": 1})
+  assert list(tmp_path.iterdir()) == []
+  monkeypatch.setattr(jax, "process_index", lambda: 0)
+  io.atomic_write_json(tmp_path / "a.json", {"x": 1})
+  assert [p.name for p in tmp_path.iterdir()] == ["a.json"]

@@ -54,3 +54,22 @@ def test_config_default_follows_the_environment(monkeypatch):
   assert unlearn_config.get_config("dataset=digits").compilation_cache == "/some/where"
   monkeypatch.delenv(runtime.ENV_DIR)
   assert runtime.default_cache_dir().endswith(os.path.join(".cache", "unlearn-jax", "xla"))
+
+
+def test_distributed_initializes_only_when_asked(monkeypatch):
+  import jax
+
+  calls = []
+  monkeypatch.setattr(jax.distributed, "initialize", lambda *a, **k: calls.append((a, k)))
+  base = {"deterministic": True, "matmul_precision": "highest", "compilation_cache": ""}
+  runtime.configure_from_config({**base, "distributed": False})
+  runtime.configure_from_config(base)  # configs without the field: as False
+  assert calls == []
+  monkeypatch.delenv("JAX_NUM_PROCESSES", raising=False)
+  monkeypatch.delenv("JAX_PROCESS_ID", raising=False)
+  runtime.configure_from_config({**base, "distributed": True})  # a cluster manager: detected
+  monkeypatch.setenv("JAX_NUM_PROCESSES", "2")
+  monkeypatch.setenv("JAX_PROCESS_ID", "1")
+  runtime.configure_from_config({**base, "distributed": True})  # by hand
+  assert calls == [((), {}), ((), {"num_processes": 2, "process_id": 1})]
+  assert unlearn_config.get_config("dataset=digits").distributed is False

@@ -1,7 +1,9 @@
 """Result files: atomic JSON/text writes and per-epoch JSONL logs.
 
 Every write goes to a temporary file in the destination folder and is moved into place with
-`os.replace`, so a reader (or a resumed run) never sees a half-written file.
+`os.replace`, so a reader (or a resumed run) never sees a half-written file. When several
+processes run one program (`jax.distributed`, one per host, sharing the workdir), only process 0
+moves its files into place: every process computes the same records, one writes them.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ import contextlib
 import dataclasses
 import json
 import os
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any, Callable, Iterable
@@ -41,7 +44,8 @@ def to_jsonable(value: Any) -> Any:
 def atomic_open(path, mode: str = "w"):
   """Open a temporary file beside `path`; on success fsync it and move it onto `path`.
 
-  On any exception the temporary file is removed and `path` is left as it was.
+  On any exception the temporary file is removed and `path` is left as it was. In a process
+  other than JAX's process 0 the temporary file is always removed (`writes_files`).
   """
   path = Path(path)
   path.parent.mkdir(parents=True, exist_ok=True)
@@ -51,11 +55,17 @@ def atomic_open(path, mode: str = "w"):
       yield f
       f.flush()
       os.fsync(f.fileno())
-    os.replace(tmp, path)
-  except BaseException:
+    if writes_files():
+      os.replace(tmp, path)
+  finally:
     if os.path.exists(tmp):
       os.unlink(tmp)
-    raise
+
+
+def writes_files() -> bool:
+  """True unless this is one of several JAX processes and not process 0."""
+  jax = sys.modules.get("jax")
+  return jax is None or jax.process_index() == 0
 
 
 def atomic_write_text(path, text: str) -> None:

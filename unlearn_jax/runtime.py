@@ -47,11 +47,25 @@ def enable_compilation_cache(directory: Optional[str], min_compile_time_s: float
 
 
 def configure_from_config(config: Any) -> None:
-  """A launcher's process setup from its config (a ConfigDict or dict): deterministic GPU ops, float32 matmul
-  precision (`unlearn_jax.determinism`) and the compilation cache. Call before computing."""
+  """A launcher's process setup from its config (a ConfigDict or dict): deterministic GPU ops,
+  float32 matmul precision (`unlearn_jax.determinism`), the compilation cache and, if
+  `distributed` is True, `jax.distributed.initialize()`. Call before computing."""
   determinism.configure(deterministic=config.get("deterministic", True),
                         matmul_precision=config.get("matmul_precision", "highest"))
   enable_compilation_cache(config.get("compilation_cache"))
+  if config.get("distributed", False):
+    import jax
+
+    # Every host runs the same command; jax.devices() then spans all hosts.
+    jax.distributed.initialize(**distributed_args())
+
+
+def distributed_args(environ=os.environ) -> dict:
+  """`jax.distributed.initialize` arguments from `JAX_NUM_PROCESSES` and `JAX_PROCESS_ID`, for a
+  launch by hand (JAX reads `JAX_COORDINATOR_ADDRESS`, host:port of process 0, itself; under
+  Slurm, Open MPI, Kubernetes or on Cloud TPU JAX detects all three without them)."""
+  names = {"num_processes": "JAX_NUM_PROCESSES", "process_id": "JAX_PROCESS_ID"}
+  return {key: int(environ[var]) for key, var in names.items() if environ.get(var)}
 
 
 @contextlib.contextmanager

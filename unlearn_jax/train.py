@@ -3,6 +3,11 @@
 A state is *stacked* when every leaf has a leading model axis (N seeds trained in one compiled
 program through `jax.vmap`); `num_models(state)` tells which. All functions accept both.
 
+Devices (`fit(..., mesh=...)`): a mesh with axis `data` (`data_parallel_mesh`) splits every batch
+over its devices, the state replicated; a mesh with axis `model` (`model_parallel_mesh`) splits
+the N stacked models over its devices, each device training its own N / D models on full
+batches inside `jax.shard_map`, with no cross-device traffic but the epoch's mean metrics.
+
 Recipe (shared by the three papers' reference code): SGD with momentum and coupled weight decay
 (PyTorch's `SGD(weight_decay=...)`: g <- g + wd * theta before momentum, applied to every
 parameter), a cosine or constant learning-rate schedule stepped per update, cross-entropy loss,
@@ -136,9 +141,51 @@ def data_parallel_mesh(devices=None) -> Mesh:
   return Mesh(np.asarray(devices), ("data",))
 
 
+def model_parallel_mesh(devices=None) -> Mesh:
+  """A 1-D mesh with axis 'model' over `devices` (default: all devices of all processes, so
+  under `jax.distributed` it spans every host)."""
+  devices = jax.devices() if devices is None else list(devices)
+  return Mesh(np.asarray(devices), ("model",))
+
+
+def is_model_mesh(mesh: Optional[Mesh]) -> bool:
+  """True for a mesh that splits models (axis 'model'), False for a data mesh or None."""
+  if mesh is None:
+    return False
+  if tuple(mesh.axis_names) not in (("data",), ("model",)):
+    raise ValueError(f"a training mesh has the single axis 'data' (batches split) or 'model' "
+                     f"(seeds split), got axes {tuple(mesh.axis_names)}; use "
+                     "data_parallel_mesh() or model_parallel_mesh()")
+  return mesh.axis_names == ("model",)
+
+
 def replicate(tree, mesh: Optional[Mesh]):
   """Place a pytree fully replicated on every device of `mesh` (no-op without a mesh)."""
   return tree if mesh is None else jax.device_put(tree, NamedSharding(mesh, P()))
+
+
+def shard_models(tree, mesh: Mesh):
+  """Place a stacked pytree with its leading model axis split over the 'model' axis of `mesh`."""
+  return jax.device_put(tree, NamedSharding(mesh, P("model")))
+
+
+def model_mesh_of(state: TrainState) -> Optional[Mesh]:
+  """The mesh whose 'model' axis a stacked state's models are split over, else None."""
+  sharding = getattr(state.step, "sharding", None)
+  if (isinstance(sharding, NamedSharding) and sharding.mesh.axis_names == ("model",)
+      and tuple(sharding.spec)[:1] == ("model",)):
+    return sharding.mesh
+  return None
+
+
+def check_models(n: Optional[int], mesh: Mesh) -> None:
+  """A model mesh needs a stacked state whose N models split evenly over its devices."""
+  if n is None:
+    raise ValueError("a model-parallel mesh needs a stacked state (one key per model); pass "
+                     "a data_parallel_mesh() or no mesh for a single model")
+  if n % mesh.size:
+    raise ValueError(f"{n} models are not divisible by the {mesh.size} devices of the "
+                     f"model-parallel mesh; use a multiple of {mesh.size} seeds")
 
 
 def resolve_model_axis(strategy: str) -> str:
@@ -189,15 +236,19 @@ def _compiled_epoch_step(train_step_fn, batch_size: int, stacked: bool, mesh: Op
                          model_axis: str):
   """Jitted step that slices batch `i` of `perm`, gathers it from on-device data and trains."""
   step = over_models(train_step_fn, model_axis) if stacked else train_step_fn
+  by_model = is_model_mesh(mesh)
 
   def run(state, x, y, perm, i):
     idx = jax.lax.dynamic_slice_in_dim(perm, i * batch_size, batch_size, axis=-1)
     batch = {"x": x[idx], "y": y[idx]}
-    if mesh is not None:
+    if mesh is not None and not by_model:
       spec = P(None, "data") if stacked else P("data")
       batch = jax.lax.with_sharding_constraint(batch, NamedSharding(mesh, spec))
     return step(state, batch)
 
+  if by_model:  # each device runs `step` on its own models: state and order split, data whole
+    run = jax.shard_map(run, mesh=mesh, in_specs=(P("model"), P(), P(), P("model"), P()),
+                        out_specs=P("model"))
   return jax.jit(run, donate_argnums=(0,))
 
 
@@ -208,7 +259,7 @@ def check_batch_size(batch_size: int, num_examples: int, mesh: Optional[Mesh] = 
   if batch_size > num_examples:
     raise ValueError(f"batch_size {batch_size} exceeds the {num_examples} training examples; "
                      "lower --config.train.batch_size")
-  if mesh is not None and batch_size % mesh.size:
+  if mesh is not None and not is_model_mesh(mesh) and batch_size % mesh.size:
     raise ValueError(f"batch_size {batch_size} is not divisible by the {mesh.size} devices of the "
                      "data-parallel mesh; use a multiple of the device count")
   return num_examples // batch_size
@@ -219,7 +270,8 @@ def train_epoch(state: TrainState, x, y, *, key, epoch: int, batch_size: int,
   """One epoch over (x, y) in the order drawn for `epoch`; returns (state, mean step metrics).
 
   The step is a jitted function called from a Python loop (on XLA:CPU convolutions inside
-  `lax.scan` run 20-30x slower, see docs/platform.md). Metrics stay on device until the end.
+  `lax.scan` run 20-30x slower, see docs/platform.md). Metrics stay on device until the end;
+  with a model mesh they are then replicated, so that every host can read them.
   """
   n = int(x.shape[0])
   steps = check_batch_size(batch_size, n, mesh)
@@ -231,7 +283,8 @@ def train_epoch(state: TrainState, x, y, *, key, epoch: int, batch_size: int,
   for i in range(steps):
     state, metrics = step(state, x, y, perm, i)
     totals = metrics if totals is None else jax.tree_util.tree_map(jnp.add, totals, metrics)
-  return state, jax.tree_util.tree_map(lambda t: t / steps, totals)
+  means = jax.tree_util.tree_map(lambda t: t / steps, totals)
+  return state, replicate(means, mesh) if is_model_mesh(mesh) else means
 
 
 def fit(state: TrainState, x, y, *, key, epochs: int, batch_size: int, start_epoch: int = 0,
@@ -244,8 +297,11 @@ def fit(state: TrainState, x, y, *, key, epochs: int, batch_size: int, start_epo
     x, y: the training set, kept on device (replicated over `mesh` if given).
     key: the data-order key (one per model for a stacked state).
     epochs: total number of epochs; `start_epoch` > 0 resumes.
-    batch_size: global batch size (split over `mesh`'s 'data' axis when a mesh is given).
-    mesh: optional data-parallel mesh (see `data_parallel_mesh`).
+    batch_size: global batch size (split over the devices of a data mesh; whole on each device
+      of a model mesh).
+    mesh: optional `data_parallel_mesh()` (batches split, state replicated) or
+      `model_parallel_mesh()` (the N models of a stacked state split, N divisible by its size;
+      the returned state stays split, see `shard_models`).
     train_step_fn: a pure step (default cross-entropy `train_step`).
     model_axis: for a stacked state, `vmap`, `unrolled` or `auto` (see `resolve_model_axis`).
     on_epoch_end: called as `on_epoch_end(epoch, state, metrics)` after each epoch (1-based epoch
@@ -253,7 +309,12 @@ def fit(state: TrainState, x, y, *, key, epochs: int, batch_size: int, start_epo
   """
   x, y = replicate(jnp.asarray(x), mesh), replicate(jnp.asarray(y), mesh)
   # Steps donate their input state; copy once so the caller's `state` stays valid.
-  state = replicate(jax.tree_util.tree_map(jnp.copy, state), mesh)
+  state = jax.tree_util.tree_map(jnp.copy, state)
+  if is_model_mesh(mesh):
+    check_models(num_models(state), mesh)
+    state = shard_models(state, mesh)
+  else:
+    state = replicate(state, mesh)
   for epoch in range(start_epoch, epochs):
     state, metrics = train_epoch(state, x, y, key=key, epoch=epoch, batch_size=batch_size,
                                  mesh=mesh, train_step_fn=train_step_fn, model_axis=model_axis)
@@ -263,19 +324,26 @@ def fit(state: TrainState, x, y, *, key, epochs: int, batch_size: int, start_epo
 
 
 @functools.lru_cache(maxsize=None)
-def _compiled_predict(apply_fn, stacked: bool, model_axis: str):
+def _compiled_predict(apply_fn, stacked: bool, model_axis: str, mesh: Optional[Mesh]):
   fn = lambda params, model_state, x: apply_fn(params, model_state, x, False)[0]
-  return jax.jit(over_models(fn, model_axis, in_axes=(0, 0, None)) if stacked else fn)
+  fn = over_models(fn, model_axis, in_axes=(0, 0, None)) if stacked else fn
+  if mesh is not None:  # a model-split state: each device predicts with its own models
+    fn = jax.shard_map(fn, mesh=mesh, in_specs=(P("model"), P("model"), P()),
+                       out_specs=P("model"))
+  return jax.jit(fn)
 
 
 def predict(state: TrainState, x, *, batch_size: int = 1000, model_axis: str = "auto"
             ) -> jax.Array:
   """Logits in inference mode, `[n, C]` (or `[N, n, C]` for a stacked state).
 
-  The last batch is padded to `batch_size` so one compiled program serves every batch.
+  The last batch is padded to `batch_size` so one compiled program serves every batch. For a
+  state split over a model mesh (`fit` with `model_parallel_mesh()`), each device computes the
+  logits of its own models; the result is then replicated, so that every host can read it.
   """
   stacked = num_models(state) is not None
-  fn = _compiled_predict(state.apply_fn, stacked, resolve_model_axis(model_axis))
+  mesh = model_mesh_of(state) if stacked else None
+  fn = _compiled_predict(state.apply_fn, stacked, resolve_model_axis(model_axis), mesh)
   x = jnp.asarray(x)
   n = x.shape[0]
   outs = []
@@ -286,7 +354,7 @@ def predict(state: TrainState, x, *, batch_size: int = 1000, model_axis: str = "
       chunk = jnp.concatenate([chunk, jnp.zeros((pad, *chunk.shape[1:]), chunk.dtype)])
     out = fn(state.params, state.model_state, chunk)
     outs.append(out[..., :out.shape[-2] - pad, :] if pad else out)
-  return jnp.concatenate(outs, axis=-2)
+  return replicate(jnp.concatenate(outs, axis=-2), mesh)
 
 
 def evaluate(state: TrainState, x, y, *, batch_size: int = 1000, model_axis: str = "auto"

@@ -116,7 +116,10 @@ def train_config(preset: dict) -> ml_collections.ConfigDict:
       final_lr_fraction=0.0,
       eval_batch_size=1000,
       checkpoint_every=1,
-      data_parallel=True,      # shard batches over all local devices (jax.sharding)
+      # Devices (jax.sharding): data = batches split over the local devices; models = seeds
+      # split over all devices, each training its own (reference training; the methods run
+      # data-parallel); none = one device. See README "Many seeds on GPUs and hosts".
+      parallelism="data",
       # seeds in one program: vmap | unrolled | auto (unrolled on CPU)
       model_axis=preset.get("model_axis", "auto"),
   ))
@@ -149,6 +152,8 @@ def base_config(opts: dict[str, str]) -> ml_collections.ConfigDict:
   config.matmul_precision = "highest"  # float32 on GPU ('default' = TF32: faster, seeds drift)
   # Persistent XLA compilation cache (unlearn_jax/runtime.py); "" disables it.
   config.compilation_cache = runtime.default_cache_dir()
+  # Several hosts: call jax.distributed.initialize() first (coordinator from the environment).
+  config.distributed = False
   if "_setting" in opts:
     apply_overrides(config, NAMED_SETTINGS[opts["_setting"]][1])
   return config

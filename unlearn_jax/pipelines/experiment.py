@@ -37,12 +37,16 @@ from unlearn_jax.models import Model
 from unlearn_jax.pipelines import validate
 from unlearn_jax.pipelines.validate import default_oracle_seeds, resolve_oracle_seeds  # noqa: F401
 from unlearn_jax.pipelines.layout import Workdir
-from unlearn_jax.train import TrainState, data_parallel_mesh, evaluate, predict
+from unlearn_jax.train import (TrainState, data_parallel_mesh, evaluate, model_parallel_mesh,
+                               predict)
 
 REFERENCE_GROUPS = ("original", "oracle")
 _GROUP_IDS = {"original": 0, "oracle": 1}
 # Config sections that determine trained models; a workdir is reused only if they match.
 RESULT_SECTIONS = ("seeds", "oracle_seeds", "data", "forget", "model", "train")
+# Fields of `train` that choose the devices, not the models (equal within float tolerance), so a
+# workdir can be resumed with another choice; `data_parallel` is its name in older workdirs.
+DEVICE_FIELDS = ("parallelism", "data_parallel")
 EVAL_SPLITS = ("forget", "retain", "validation", "test")
 
 
@@ -85,7 +89,14 @@ class Experiment:
 
 
 def _section(config, name):
-  return io.to_jsonable(config.get(name))
+  return _result_part(name, io.to_jsonable(config.get(name)))
+
+
+def _result_part(name: str, value):
+  """What of section `name` (JSON) determines the trained models."""
+  if name == "train" and isinstance(value, dict):
+    return {k: v for k, v in value.items() if k not in DEVICE_FIELDS}
+  return value
 
 
 # ----------------------------------------------------------------------------------------------
@@ -127,7 +138,8 @@ def config_differences(config, stored: Mapping) -> tuple[list[str], str]:
   legacy = "oracle_seeds" not in stored  # recorded before oracle_seeds: oracle had `seeds`
   if legacy:
     stored["oracle_seeds"] = stored.get("seeds")
-  differ = [s for s in RESULT_SECTIONS if stored.get(s) != _section(config, s)]
+  differ = [s for s in RESULT_SECTIONS
+            if _result_part(s, stored.get(s)) != _section(config, s)]
   hint = ""
   if "oracle_seeds" in differ and legacy:
     n = len(stored.get("seeds") or [])
@@ -207,8 +219,20 @@ def group_keys(seeds, group: str) -> tuple[jax.Array, jax.Array]:
 
 
 def mesh_for(config) -> Optional[jax.sharding.Mesh]:
-  """A data-parallel mesh over all local devices when there are several and it is enabled."""
-  if config.train.data_parallel and jax.local_device_count() > 1:
+  """The mesh reference training runs on, from `config.train.parallelism`: `data` a data mesh
+  over the local devices (batches split), `models` a model mesh over all devices of all hosts
+  (seeds split), `none` no mesh; also no mesh when there is only one device to split over."""
+  parallelism = config.train.parallelism
+  if parallelism == "models" and jax.device_count() > 1:
+    return model_parallel_mesh()
+  return method_mesh_for(config)
+
+
+def method_mesh_for(config) -> Optional[jax.sharding.Mesh]:
+  """The mesh the unlearning methods run on: a data mesh over the local devices unless
+  `config.train.parallelism` is `none` (or there is one local device). Their loops split
+  batches, so under `models` they run data-parallel."""
+  if config.train.parallelism != "none" and jax.local_device_count() > 1:
     return data_parallel_mesh()
   return None
 

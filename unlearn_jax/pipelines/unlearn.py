@@ -42,7 +42,7 @@ from unlearn_jax.pipelines import experiment, reference
 from unlearn_jax.pipelines.experiment import Experiment, load_logits, save_logits  # noqa: F401
 from unlearn_jax.pipelines.layout import Workdir
 from unlearn_jax.pipelines.validate import method_overrides, resolve_methods  # noqa: F401
-from unlearn_jax.train import TrainState, create_train_state
+from unlearn_jax.train import TrainState, create_train_state, replicate
 
 _METHOD_STREAM = 2  # keeps method keys apart from the reference groups' (0 and 1)
 
@@ -99,7 +99,11 @@ def _finished(result_path: Path, hparams: dict, seeds) -> bool:
 def apply_method(exp: Experiment, name: str, hparams: dict, original: TrainState,
                  data: UnlearnData, keys):
   """Run method `name` on the original models (the pipeline's extra inputs included: for
-  `single_gradient` with reference="initial", w_0 = the original group's initialization)."""
+  `single_gradient` with reference="initial", w_0 = the original group's initialization).
+
+  The original models are first replicated on `data.mesh`, where the methods run (under
+  `parallelism=models` they come split over the devices)."""
+  original = replicate(original, data.mesh)
   if name == "single_gradient" and hparams.get("reference") == "initial":
     return get_method(name).unlearn(original, data, hparams, keys,
                                     reference_state=initial_state(exp, "original"))
@@ -174,7 +178,8 @@ def unlearn_data(exp: Experiment) -> UnlearnData:
   return UnlearnData(retain_x=rx, retain_y=np.asarray(ry), forget_x=fx, forget_y=np.asarray(fy),
                      num_classes=exp.dataset.num_classes, model=exp.model,
                      image_shape=exp.dataset.image_shape,
-                     model_axis=exp.config.train.model_axis, mesh=experiment.mesh_for(exp.config))
+                     model_axis=exp.config.train.model_axis,
+                     mesh=experiment.method_mesh_for(exp.config))
 
 
 def run_unlearn(config, workdir, *, report: bool = True) -> dict:

@@ -21,6 +21,7 @@ import math
 import numbers
 from typing import Any, Iterator, Sequence
 
+import jax
 import numpy as np
 
 from unlearn_jax import tuning
@@ -38,6 +39,7 @@ from unlearn_jax.train import MODEL_AXIS_STRATEGIES, SCHEDULES
 RETRAIN_RECIPE = ("epochs", "batch_size", "learning_rate", "momentum", "weight_decay", "schedule",
                   "final_lr_fraction")
 PRECISIONS = ("default", "high", "highest", "bfloat16", "tensorfloat32", "float32")
+PARALLELISM = ("data", "models", "none")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -245,7 +247,7 @@ def method_space(config, name: str) -> dict[str, list]:
 
 def check_process_options(config) -> None:
   """The options applied to the process before JAX starts (`unlearn_jax.runtime`)."""
-  for key in ("deterministic", "progress"):
+  for key in ("deterministic", "progress", "distributed"):
     if key in config:
       check_bool(config, key)
   if config.get("matmul_precision") is not None:
@@ -305,7 +307,7 @@ def check_fields(config, *, methods: bool) -> None:
   check_real(config, "train.final_lr_fraction", 0, 1, 0.0)
   check_int(config, "train.eval_batch_size", 1, 1000)
   check_int(config, "train.checkpoint_every", 1, 1)
-  check_bool(config, "train.data_parallel")
+  check_choice(config, "train.parallelism", PARALLELISM)
   check_choice(config, "train.model_axis", MODEL_AXIS_STRATEGIES)
 
   if methods:
@@ -360,6 +362,18 @@ def build_forget(config, dataset: Dataset) -> ForgetSet:
                             class_b=f.class_b, num_examples=f.num_examples)
 
 
+def check_parallelism(config, devices: int) -> None:
+  """Under `train.parallelism=models` every reference group's seeds split evenly over `devices`."""
+  if config.train.parallelism != "models" or devices == 1:
+    return
+  for path in ("seeds", "oracle_seeds"):
+    n = len(config[path])
+    if n % devices:
+      raise ConfigError(f"config.{path} has {n} seeds, not divisible by the {devices} devices "
+                        f"that train.parallelism=models splits them over; use a multiple of "
+                        f"{devices} seeds or --config.train.parallelism=data")
+
+
 def check_batch_sizes(config, num_retain: int) -> None:
   b = config.train.batch_size
   if b > num_retain:
@@ -375,6 +389,7 @@ def plan(config, *, methods: bool = False, tune: bool = False) -> Plan:
   check_fields(config, methods=methods)
   resolve_oracle_seeds(config)
   check_seeds(config, "oracle_seeds")
+  check_parallelism(config, jax.device_count())
   dataset = load_data(config)
   forget_set = build_forget(config, dataset)
   check_batch_sizes(config, len(forget_set.retain_indices()))
