@@ -57,7 +57,7 @@ def parse_methods(value: str) -> tuple[str, ...]:
 
 
 # Per-dataset hyperparameters chosen by `python -m experiments.tune` (privacy goal, λ = 0.4, on
-# the validation split; commands and tables in docs/results/tuning_mnist5k/). They override the
+# the validation split; commands and tables in docs/results/tuning_<dataset>/). They override the
 # module DEFAULTS (chosen on digits) for that dataset only.
 METHOD_PRESETS = {
     "mnist5k": {
@@ -65,6 +65,12 @@ METHOD_PRESETS = {
         "neggrad": {"learning_rate": 0.001},
         "single_gradient": {"learning_rate": 0.002},
         "del": {"alpha": 0.05, "learning_rate": 0.05},
+    },
+    # docs/results/tuning_mnist1d/ (ssd and del: their defaults were selected)
+    "mnist1d": {
+        "ga": {"learning_rate": 0.001},
+        "neggrad": {"learning_rate": 0.002},
+        "single_gradient": {"learning_rate": 0.05},
     },
 }
 
