@@ -347,7 +347,7 @@ def _tfds_source_or_raise(tfds: Any, name: str, split: str, data_dir: str | None
                             download=False)
   except tfds.core.DatasetNotFoundError:
     raise ValueError(
-        f"Unknown dataset {name!r}: the bundled datasets are "
+        f"Unknown dataset {name!r}: the offline datasets are "
         f"{', '.join(DATASETS)}, and any TFDS dataset name (e.g. cifar10, "
         "svhn_cropped, cifar100, mnist) also works.") from None
   # TFDS reports missing data as KeyError (empty splits), NotImplementedError

@@ -18,7 +18,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import math
-import numbers
 from typing import Any, Iterator, Sequence
 
 import jax
@@ -31,6 +30,7 @@ from unlearn_jax.data.forget import FORGET_KINDS
 from unlearn_jax.errors import ConfigError, UserError
 from unlearn_jax.methods import METHODS, check_method_config, get_method, merged_config
 from unlearn_jax.methods.base import UnlearnData
+from unlearn_jax.methods.common import is_int, is_real
 from unlearn_jax.metrics.mia import SVC_FEATURES
 from unlearn_jax.models import MODELS, NORMS, Model, build_model_from_config
 from unlearn_jax.train import MODEL_AXIS_STRATEGIES, SCHEDULES
@@ -70,14 +70,6 @@ def _get(config, path: str):
 def _fail(path: str, want: str, value: Any, example: Any) -> None:
   raise ConfigError(f"config.{path} must be {want}, got {value!r}; set e.g. "
                     f"--config.{path}={example}")
-
-
-def is_int(v) -> bool:
-  return isinstance(v, numbers.Integral) and not isinstance(v, bool)
-
-
-def is_real(v) -> bool:
-  return isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(float(v))
 
 
 def check_int(config, path: str, lo: int, example: int, *, optional: bool = False) -> None:
