@@ -212,3 +212,42 @@ def test_localization_mask_channel_pipeline():
     np.testing.assert_array_equal(a, b)
   with pytest.raises(ValueError, match="granularity"):
     localize.localization_mask(loss_fn, params, x, y, granularity="layer")
+
+
+def test_channel_rule_for_attention_and_embeddings_on_the_vit_tree():
+  """`10-del.md` §2: q/k/v kernels [in, heads, head_dim] have heads·head_dim output channels,
+  the output projection [heads, head_dim, out] its last axis, attention biases [heads, head_dim]
+  stay element-wise, cls_token / pos_embed follow view(shape[0], -1)."""
+  from unlearn_jax.masking import keypath_str
+  from unlearn_jax.models import build_model, init_model
+  model = build_model("vit", 10, patch_size=4, dim=8, depth=1, heads=2, mlp_ratio=2.0)
+  params, _ = init_model(model, jax.random.PRNGKey(0), (8, 8, 1))
+  layouts = {keypath_str(p): localize.channel_layout(p, l.shape)
+             for p, l in jax.tree_util.tree_flatten_with_path(params)[0]}
+  att = "block0/attention"
+  for name in ("query", "key", "value"):
+    assert layouts[f"{att}/{name}/kernel"] == ("trailing", 2)
+    assert layouts[f"{att}/{name}/bias"] == ("elementwise", 0)
+  assert layouts[f"{att}/out/kernel"] == ("trailing", 1)
+  assert layouts["cls_token"] == ("leading", 1) and layouts["pos_embed"] == ("leading", 1)
+  assert layouts["patch_embed/kernel"] == ("trailing", 1)
+  assert layouts["classifier/kernel"] == ("trailing", 1)
+  assert layouts["block0/ln0/scale"] == ("elementwise", 0)
+
+  # A query kernel [in=3, heads=2, head_dim=2] by hand: channel (h, d) = column [:, h, d].
+  q = np.arange(12, dtype=np.float32).reshape(3, 2, 2) % 5  # [[0,1],[2,3]],[[4,0],[1,2]],...
+  qb = np.array([[7.0, 1.0], [2.0, 9.0]], np.float32)
+  emb = np.array([[[1.0, 5.0], [3.0, 2.0]]], np.float32)  # [1, tokens=2, dim=2]
+  tree = {"attention": {"query": {"kernel": q, "bias": qb}}, "pos_embed": emb}
+  out = localize.aggregate_channels(tree, "all")
+  np.testing.assert_allclose(out["attention"]["query"]["kernel"],
+                             np.broadcast_to(q.mean(axis=0), q.shape), rtol=1e-6)
+  np.testing.assert_array_equal(out["attention"]["query"]["bias"], qb)
+  np.testing.assert_allclose(out["pos_embed"], np.full(emb.shape, emb.mean()), rtol=1e-6)
+  out = localize.aggregate_channels(tree, "ten_percent_of_channels")  # h = 1: the max
+  np.testing.assert_allclose(out["attention"]["query"]["kernel"],
+                             np.broadcast_to(q.max(axis=0), q.shape))
+  np.testing.assert_allclose(out["pos_embed"], np.full(emb.shape, 5.0))
+  # the old rule (last axis only) would give head_dim = 2 channels of 6 entries each
+  assert not np.allclose(out["attention"]["query"]["kernel"],
+                         np.broadcast_to(q.reshape(-1, 2).max(axis=0), q.shape))

@@ -139,3 +139,22 @@ def test_bad_values_are_clear_errors(setup, name, key, value):
   keys = jnp.stack([jax.random.PRNGKey(10 + s) for s in SEEDS])
   with pytest.raises(ValueError, match=key):
     run_method(name, setup["state"], setup["data"], {key: value}, keys)
+
+
+def test_amnesiac_accepts_adam(setup):
+  """`optimizer` is a hyperparameter of amnesiac (the SSD code runs it with Adam): Adam's state
+  is used, the result differs from SGD's, and an unknown optimizer is refused."""
+  import optax
+  from unlearn_jax.methods import check_method_config
+  state, data = setup["state"], setup["data"]
+  key = jnp.stack([jax.random.PRNGKey(7 + s) for s in SEEDS])
+  adam = run_method("amnesiac", state, data, {"optimizer": "adam", "learning_rate": 1e-4,
+                                              "epochs": 1}, key)
+  sgd = run_method("amnesiac", state, data, {"epochs": 1}, key)
+  states = jax.tree_util.tree_leaves(adam.state.opt_state,
+                                     is_leaf=lambda s: isinstance(s, optax.ScaleByAdamState))
+  assert any(isinstance(s, optax.ScaleByAdamState) for s in states)
+  a, b = jax.tree_util.tree_leaves(adam.state.params), jax.tree_util.tree_leaves(sgd.state.params)
+  assert any(not np.allclose(u, v) for u, v in zip(a, b))
+  with pytest.raises(MethodConfigError, match="optimizer must be one of sgd, adam"):
+    check_method_config("amnesiac", {"optimizer": "rmsprop"})

@@ -41,6 +41,7 @@ __all__ = [
   "criticality_scores",
   "channel_top_h",
   "aggregate_channels",
+  "channel_layout",
   "budget_count",
   "global_top_fraction_mask",
   "localization_mask",
@@ -172,26 +173,66 @@ def channel_top_h(top_h: str | float, c_out: int, row_length: int) -> int:
   )
 
 
-@functools.partial(jax.jit, static_argnums=1)
-def _channel_mean_top_h(s: jax.Array, h: int) -> jax.Array:
-  c_out = s.shape[-1]
-  rows = s.reshape(-1, c_out).T  # [C_out, row_length]: one row per output channel
-  top, _ = jax.lax.top_k(rows, h)
-  channel = jnp.mean(top, axis=-1)  # [C_out]
-  return jnp.broadcast_to(channel, s.shape)
+# Leaf names that hold one value per unit of their layer (biases, norm scales/offsets): they keep
+# their element scores whatever their rank (e.g. an attention bias `[heads, head_dim]`).
+ELEMENTWISE_LEAVES = ("bias", "scale", "offset", "mean", "var")
+# Path components of Flax attention projections whose kernels are `[in, heads, head_dim]`.
+ATTENTION_INPUT_PROJECTIONS = ("query", "key", "value")
+
+
+def channel_layout(path: tuple | str, shape: tuple) -> tuple[str, int]:
+  """How a parameter tensor splits into output channels (DEL §2, `10-del.md` §2).
+
+  An output channel is one output unit of the layer (what one row of the PyTorch weight
+  `[out, ...]` holds). Returns `(kind, k)`:
+
+  * `("elementwise", 0)`: tensors with fewer than 2 dimensions and every leaf named like a bias
+    or norm parameter (`ELEMENTWISE_LEAVES`, e.g. an attention bias `[heads, head_dim]`);
+  * `("trailing", 2)`: Flax attention query/key/value kernels `[in, heads, head_dim]`, whose
+    heads·head_dim output units are the last two axes;
+  * `("leading", 1)`: embedding-like tensors with a leading axis of 1 (`cls_token`,
+    `pos_embed` `[1, tokens, dim]`), viewed as the official `view(shape[0], -1)`;
+  * `("trailing", 1)`: every other tensor: conv kernels `[kh, kw, C_in, C_out]`, dense kernels
+    `[in, out]`, the attention output kernel `[heads, head_dim, out]`: the last axis.
+  """
+  parts = [str(p) for p in (path.split("/") if isinstance(path, str) else
+                            (getattr(k, "key", getattr(k, "name", getattr(k, "idx", k)))
+                             for k in path))]
+  leaf = parts[-1] if parts else ""
+  if len(shape) < 2 or leaf in ELEMENTWISE_LEAVES:
+    return "elementwise", 0
+  if len(shape) == 3 and leaf == "kernel" and any(p in ATTENTION_INPUT_PROJECTIONS
+                                                  for p in parts[:-1]):
+    return "trailing", 2
+  if shape[0] == 1 and leaf != "kernel":
+    return "leading", 1
+  return "trailing", 1
+
+
+@functools.partial(jax.jit, static_argnums=(1, 2, 3))
+def _channel_mean_top_h(s: jax.Array, kind: str, k: int, h: int) -> jax.Array:
+  if kind == "leading":
+    rows = s.reshape(s.shape[0], -1)  # [C_out, row_length]
+    channel = jnp.mean(jax.lax.top_k(rows, h)[0], axis=-1)
+    return jnp.broadcast_to(channel[:, None], rows.shape).reshape(s.shape)
+  out_shape = s.shape[len(s.shape) - k:]
+  rows = s.reshape(-1, math.prod(out_shape)).T  # [C_out, row_length]: one row per output unit
+  channel = jnp.mean(jax.lax.top_k(rows, h)[0], axis=-1)  # [C_out]
+  return jnp.broadcast_to(channel.reshape(out_shape), s.shape)
 
 
 def aggregate_channels(scores: PyTree, top_h: str | float = "ten_percent_of_channels") -> PyTree:
   """Channel-level scores (DEL Sec. 2): the mean of each output channel's h largest scores.
 
-  For every leaf with ``ndim >= 2`` the output channel is the **last** axis (Flax conv kernels
-  ``[kh, kw, C_in, C_out]``, dense kernels ``[in, out]``); the leaf is viewed as rows
-  ``reshape(-1, C_out).T``, one per output channel, and every element of a channel receives the
-  mean of the h largest entries of its row (h from ``channel_top_h``). Leaves with ``ndim < 2``
-  (biases, norm scales/offsets) keep their element scores.
+  Output channels follow `channel_layout` of each leaf's path and shape: the last axis of conv
+  and dense kernels (Flax `[kh, kw, C_in, C_out]`, `[in, out]`), heads·head_dim units of
+  attention query/key/value kernels `[in, heads, head_dim]`, the leading axis of `cls_token` /
+  `pos_embed`. The leaf is viewed as one row per output channel and every element of a channel
+  receives the mean of the h largest entries of its row (h from ``channel_top_h``). Biases and
+  norm parameters (and any leaf with ``ndim < 2``) keep their element scores.
 
   Args:
-    scores: float pytree of element scores.
+    scores: float pytree of element scores (the structure and leaf names of the params).
     top_h: ``'ten_percent_of_channels'``, ``'all'`` or a float fraction of the row length.
 
   Returns:
@@ -199,14 +240,15 @@ def aggregate_channels(scores: PyTree, top_h: str | float = "ten_percent_of_chan
   """
   channel_top_h(top_h, 10, 10)  # validate once, even for trees without matrices
 
-  def one(s):
+  def one(path, s):
     s = jnp.asarray(s, jnp.float32)
-    if s.ndim < 2 or s.size == 0:
+    kind, k = channel_layout(path, s.shape)
+    if kind == "elementwise" or s.size == 0:
       return s
-    c_out = s.shape[-1]
-    return _channel_mean_top_h(s, channel_top_h(top_h, c_out, s.size // c_out))
+    c_out = s.shape[0] if kind == "leading" else math.prod(s.shape[len(s.shape) - k:])
+    return _channel_mean_top_h(s, kind, k, channel_top_h(top_h, c_out, s.size // c_out))
 
-  return jax.tree_util.tree_map(one, scores)
+  return jax.tree_util.tree_map_with_path(one, scores)
 
 
 # --------------------------------------------------------------------------------------------

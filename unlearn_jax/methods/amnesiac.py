@@ -21,12 +21,16 @@ from unlearn_jax.methods import base, common
 from unlearn_jax.methods.random_label import relabel_and_train
 
 USES_FORGET = True
+# `optimizer`: sgd (momentum, weight decay, schedule apply) or adam (only the learning rate
+# applies), as the SSD code runs amnesiac (Adam, `45-recipes.md`).
 DEFAULTS = dict(epochs=2, batch_size=64, learning_rate=0.01, momentum=0.9, weight_decay=0.0,
-                schedule="constant", final_lr_fraction=0.0)
+                schedule="constant", final_lr_fraction=0.0, optimizer="sgd")
 
 
 def check_config(cfg, data: base.UnlearnData | None = None) -> None:
   common.check_sgd_config("amnesiac", cfg)
+  base.require("amnesiac", cfg["optimizer"] in base.OPTIMIZERS,
+               f"optimizer must be one of {', '.join(base.OPTIMIZERS)}, got {cfg['optimizer']!r}")
   if data is not None:
     common.check_forget("amnesiac", data)
 

@@ -1,15 +1,17 @@
 """NegGrad: gradient ascent on the forget set, the same update as `ga` with its own tuning.
 
 Definition (`40-methods.md`): minimise −CE(D_f) from θ* (D_r is never read), exactly the `ga`
-update (`ga.gradient_ascent`). Naming differs between papers: in SCRUB (Kurmanji et al.,
-NeurIPS 2023) and the DEL code "NegGrad" is this pure ascent, while some papers call the
-retain-regularised variant NegGrad; that one is `neggrad_plus` here.
+update (`ga.gradient_ascent`). Naming differs between papers: this pure ascent is the
+"NegGrad" of Golatkar et al.; SCRUB's code (Kurmanji et al., NeurIPS 2023, meghdadk/SCRUB
+notebooks) calls NegGrad an α-weighted loss `α·(L_r + L2 to θ*) − (1−α)·L_f` (`45-recipes.md`),
+and the retain-regularised variant here is `neggrad_plus` (DEL's NegGrad+, β·CE(D_r) −
+(1−β)·CE(D_f)); SCRUB's weighted form with the L2 term is not implemented yet.
 
 Source: Golatkar et al., "Eternal Sunshine of the Spotless Net", CVPR 2020 (NegGrad baseline);
 Kurmanji et al., "Towards Unbounded Machine Unlearning", NeurIPS 2023.
 
 Defaults differ from `ga`: more epochs under a cosine schedule (the ascent slows down towards
-the end instead of accelerating), the form used as the NegGrad baseline in the SCRUB code.
+the end instead of accelerating).
 """
 
 from __future__ import annotations
