@@ -69,7 +69,8 @@ def main():
   rows = []
   print("| model | width | params | step (ms), batch 128 | examples/s |")
   print("|---|---|---|---|---|")
-  for name, width in [("cnn", 1.0), ("cnn", 4.0), ("resnet18", 0.125), ("resnet18", 0.25)]:
+  for name, width in [("cnn", 1.0), ("cnn", 4.0), ("preact_resnet18", 0.125),
+                      ("preact_resnet18", 0.25)]:
     model = build_model(name, 10, width=width)
     tx = T.make_optimizer(learning_rate=0.1, total_steps=1000, weight_decay=5e-4)
     state = T.create_train_state(model, tx, jax.random.PRNGKey(0), image)

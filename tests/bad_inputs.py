@@ -85,6 +85,7 @@ CASES = [
     Case("unknown model", "train", (f"--config={CONFIGS / 'train.py'}:model=nosuch",),
          "config.model.name"),
     Case("negative width", "train", ("--config.model.width=-1",), "config.model.width", T),
+    Case("unknown init", "train", ("--config.model.init=xavier",), "config.model.init", T),
     Case("forget fraction above 1", "train", ("--config.forget.fraction=1.5",),
          "config.forget.fraction", T),
     Case("TFDS dataset not prepared", "train",

@@ -115,7 +115,28 @@ def test_unknown_dataset_and_model_fail_fast(tmp_path):
   config.forget.fraction = 1.5
   with pytest.raises(ValueError, match="fraction"):
     experiment.setup(config, tmp_path / "c")
-  assert not any((tmp_path / d).exists() for d in "abc")  # nothing written
+  config = train_config.get_config("dataset=digits")
+  config.model.init = "xavier"
+  with pytest.raises(ValueError, match="config.model.init must be one of flax, torch"):
+    experiment.setup(config, tmp_path / "d")
+  assert not any((tmp_path / d).exists() for d in "abcd")  # nothing written
+
+
+def test_model_presets_and_inits():
+  config = train_config.get_config("dataset=cifar10")  # DEL's recipe: torchvision ResNet-18
+  assert (config.model.name, config.model.width, config.model.init) == ("resnet18", 1.0, "torch")
+  assert "scale_stem" not in config.model
+  config = train_config.get_config("dataset=digits,model=preact_resnet18")
+  assert (config.model.width, config.model.scale_stem, config.model.init) == (0.125, True, "flax")
+
+
+def test_workdir_recorded_before_model_init_is_reused():
+  config = train_config.get_config("dataset=digits")
+  stored = {s: io.to_jsonable(config.get(s)) for s in experiment.RESULT_SECTIONS}
+  del stored["model"]["init"]
+  assert experiment.config_differences(config, stored)[0] == []
+  stored["model"]["init"] = "torch"
+  assert experiment.config_differences(config, stored)[0] == ["model"]
 
 
 def test_oracle_seeds_add_models_without_changing_the_first_ones(tmp_path):

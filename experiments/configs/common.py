@@ -24,10 +24,13 @@ DATASET_PRESETS = {
     # for MLPs on CPU (docs/platform.md).
     "mnist1d": dict(epochs=40, batch_size=64, learning_rate=0.1, model="mlp", weight_decay=0.0,
                     model_axis="vmap"),
-    # DEL §7 recipe (CIFAR-10 / SVHN): SGD momentum 0.9, wd 0, batch 128, lr 0.1, cosine, 30 epochs.
-    "cifar10": dict(epochs=30, batch_size=128, learning_rate=0.1, model="resnet18"),
-    "cifar100": dict(epochs=30, batch_size=128, learning_rate=0.1, model="resnet18"),
-    "svhn_cropped": dict(epochs=30, batch_size=128, learning_rate=0.1, model="resnet18"),
+    # DEL §7 recipe (CIFAR-10 / SVHN): SGD momentum 0.9, wd 0, batch 128, lr 0.1, cosine, 30 epochs,
+    # on DEL's and SalUn's post-activation ResNet-18 started as PyTorch starts it (init="torch":
+    # DEL's Reset draws θ0 from it).
+    "cifar10": dict(epochs=30, batch_size=128, learning_rate=0.1, model="resnet18", init="torch"),
+    "cifar100": dict(epochs=30, batch_size=128, learning_rate=0.1, model="resnet18", init="torch"),
+    "svhn_cropped": dict(epochs=30, batch_size=128, learning_rate=0.1, model="resnet18",
+                         init="torch"),
 }
 _GENERIC = dict(epochs=30, batch_size=128, learning_rate=0.1, model="resnet18")
 DEFAULT_DATASET = "mnist1d"
@@ -94,10 +97,13 @@ def forget_config(kind: str = "iid") -> ml_collections.ConfigDict:
   ))
 
 
-def model_config(name: str, dataset: str, width: float = 1.0) -> ml_collections.ConfigDict:
-  cfg = ml_collections.ConfigDict(dict(name=name, width=width, norm="batch"))
-  if name == "resnet18":
+def model_config(name: str, dataset: str, width: float = 1.0,
+                 init: str = "flax") -> ml_collections.ConfigDict:
+  """`init`: 'flax' (Flax's default initializers) or 'torch' (torch.nn's, as the PyTorch papers)."""
+  cfg = ml_collections.ConfigDict(dict(name=name, width=width, norm="batch", init=init))
+  if name in ("resnet18", "preact_resnet18"):
     cfg.width = 0.125 if dataset in ("mnist5k", "digits") else 1.0
+  if name == "preact_resnet18":
     cfg.scale_stem = True
   if name == "vit":
     cfg.patch_size = 2 if dataset == "digits" else 4
@@ -141,7 +147,8 @@ def base_config(opts: dict[str, str]) -> ml_collections.ConfigDict:
   same_model = model == preset["model"]
   if not same_model:
     preset.pop("model_axis", None)  # chosen for the preset's model
-  config.model = model_config(model, dataset, preset.get("width", 1.0) if same_model else 1.0)
+  config.model = model_config(model, dataset, preset.get("width", 1.0) if same_model else 1.0,
+                              preset.get("init", "flax"))
   if "width" in opts:
     config.model.width = float(opts["width"])
   if "epochs" in opts:

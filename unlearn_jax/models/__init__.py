@@ -6,6 +6,18 @@ The contract (any framework can meet it; nothing outside `models/` imports a mod
 `model_state` holds non-trainable collections (BatchNorm running statistics), `{}` if none.
 With `train=True` BatchNorm uses batch statistics and returns updated running statistics; with
 `train=False` it uses the running statistics and returns `model_state` unchanged.
+
+Models (each with width multiplier `width`, `norm` batch/group/none except 'vit', and `init`):
+  mlp              dense stack on flattened inputs
+  cnn              3-layer conv net (the CPU default's conv model)
+  allcnn           All-CNN-C (Springenberg et al. 2015; Alon & Dar)
+  resnet18         post-activation ResNet-18, torchvision BasicBlock with a 3x3 stride-1 stem and
+                   no max-pool: the model of DEL, SalUn and Unrolling SGD on CIFAR
+  preact_resnet18  pre-activation ResNet-18: the width-sweep studies' model (Alon & Dar)
+  vit              small ViT (DEL uses a ViT on SVHN)
+`init`: 'flax' (Flax's defaults: LeCun-normal kernels, zero biases) or 'torch' (torch.nn Conv2d /
+Linear defaults, `layers.torch_uniform`: what the PyTorch papers' fresh models, and DEL's Reset
+θ0, start from).
 """
 
 from __future__ import annotations
@@ -19,17 +31,19 @@ import jax.numpy as jnp
 import numpy as np
 
 from unlearn_jax.models.cnn import CNN, AllCNN
-from unlearn_jax.models.layers import NORMS, check_norm, check_width
+from unlearn_jax.models.layers import INITS, NORMS, check_init, check_norm, check_width
 from unlearn_jax.models.mlp import MLP
-from unlearn_jax.models.resnet import PreActResNet
+from unlearn_jax.models.resnet import PreActResNet, ResNet
 from unlearn_jax.models.vit import ViT
 
-# name -> (constructor, options it accepts besides num_classes/width/norm)
+# name -> (constructor, options it accepts besides num_classes/width/norm/init)
 _REGISTRY: dict[str, tuple[Callable[..., nn.Module], tuple[str, ...]]] = {
     "mlp": (MLP, ("base_widths",)),
     "cnn": (CNN, ("base_widths",)),
     "allcnn": (AllCNN, ()),
-    "resnet18": (lambda **kw: PreActResNet(stage_sizes=(2, 2, 2, 2), **kw), ("scale_stem",)),
+    "resnet18": (lambda **kw: ResNet(stage_sizes=(2, 2, 2, 2), **kw), ()),
+    "preact_resnet18": (lambda **kw: PreActResNet(stage_sizes=(2, 2, 2, 2), **kw),
+                        ("scale_stem",)),
     "vit": (ViT, ("patch_size", "dim", "depth", "heads", "mlp_ratio")),
 }
 MODELS = tuple(_REGISTRY)
@@ -63,7 +77,7 @@ def split_module(module: nn.Module, name: str = "custom") -> Model:
 
 
 def build_model(name: str, num_classes: int, *, width: float = 1.0, norm: str = "batch",
-                **options) -> Model:
+                init: str = "flax", **options) -> Model:
   """Build a registered model by name.
 
   Args:
@@ -71,11 +85,13 @@ def build_model(name: str, num_classes: int, *, width: float = 1.0, norm: str = 
     num_classes: size of the classifier output.
     width: width multiplier k (> 0) that scales every stage.
     norm: 'batch', 'group' or 'none' (ignored by 'vit', which uses LayerNorm).
+    init: 'flax' or 'torch' (see the module docstring; the modules' field `param_init`).
     **options: model-specific options (see `model_options(name)`); `None` values are ignored.
   """
   if name not in _REGISTRY:
     raise ValueError(f"unknown model '{name}'; choose one of {', '.join(MODELS)}")
   check_width(width, name)
+  check_init(init, name)
   ctor, allowed = _REGISTRY[name]
   options = {k: v for k, v in options.items() if v is not None}
   unknown = sorted(set(options) - set(allowed))
@@ -83,7 +99,7 @@ def build_model(name: str, num_classes: int, *, width: float = 1.0, norm: str = 
     raise ValueError(f"model '{name}' has no option(s) {unknown}; it accepts {list(allowed)}")
   if not (isinstance(num_classes, (int, np.integer)) and num_classes >= 2):
     raise ValueError(f"model '{name}': num_classes must be an integer >= 2, got {num_classes}")
-  kwargs = dict(num_classes=int(num_classes), width=float(width), **options)
+  kwargs = dict(num_classes=int(num_classes), width=float(width), param_init=init, **options)
   if name != "vit":
     check_norm(norm, name)
     kwargs["norm"] = norm
@@ -106,16 +122,17 @@ def count_params(params) -> int:
 
 
 def build_model_from_config(model_config: Mapping[str, Any], num_classes: int) -> Model:
-  """`build_model` from a config dict with keys name, width, norm and model options."""
+  """`build_model` from a config dict with keys name, width, norm, init and model options."""
   cfg = dict(model_config)
   name = cfg.pop("name")
   width = cfg.pop("width", 1.0)
   norm = cfg.pop("norm", "batch")
+  init = cfg.pop("init", "flax")
   allowed = _REGISTRY[name][1] if name in _REGISTRY else ()
   options = {k: v for k, v in cfg.items() if k in allowed}
-  return build_model(name, num_classes, width=width, norm=norm, **options)
+  return build_model(name, num_classes, width=width, norm=norm, init=init, **options)
 
 
-__all__ = ["MODELS", "NORMS", "Model", "build_model", "build_model_from_config", "count_params",
-           "init_model", "model_options", "split_module", "CNN", "AllCNN", "MLP", "PreActResNet",
-           "ViT"]
+__all__ = ["INITS", "MODELS", "NORMS", "Model", "build_model", "build_model_from_config",
+           "count_params", "init_model", "model_options", "split_module", "CNN", "AllCNN", "MLP",
+           "PreActResNet", "ResNet", "ViT"]

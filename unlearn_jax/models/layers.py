@@ -1,10 +1,15 @@
-"""Shared building blocks: width scaling and selectable normalization."""
+"""Shared building blocks: width scaling, selectable normalization and initialization."""
 
 from __future__ import annotations
 
+import math
+
 import flax.linen as nn
+import jax
+import jax.numpy as jnp
 
 NORMS = ("batch", "group", "none")
+INITS = ("flax", "torch")
 
 
 def scaled(base: int, width: float) -> int:
@@ -21,6 +26,54 @@ def check_width(width: float, model: str) -> None:
 def check_norm(norm: str, model: str) -> None:
   if norm not in NORMS:
     raise ValueError(f"model '{model}': unknown norm '{norm}'; choose one of {', '.join(NORMS)}")
+
+
+def check_init(init: str, model: str) -> None:
+  if init not in INITS:
+    raise ValueError(f"model '{model}': unknown init '{init}'; choose one of {', '.join(INITS)}")
+
+
+def torch_uniform(fan_in: int):
+  """Initializer U(-1/sqrt(fan_in), 1/sqrt(fan_in)): torch.nn Conv2d/Linear `reset_parameters`.
+
+  torch.nn.modules.conv and .linear draw weights with kaiming_uniform_(a=sqrt(5)), i.e.
+  U(-b, b) with b = gain * sqrt(3 / fan_in) and gain = sqrt(2 / (1 + a^2)) = sqrt(1/3), so
+  b = 1/sqrt(fan_in); biases are U(-1/sqrt(fan_in), 1/sqrt(fan_in)). Same bound for both.
+  """
+  bound = 1.0 / math.sqrt(fan_in)
+
+  def init(key, shape, dtype=jnp.float32):
+    return jax.random.uniform(key, shape, dtype, -bound, bound)
+
+  return init
+
+
+def initializers(init: str, fan_in: int) -> dict:
+  """kernel_init/bias_init keyword arguments of a layer with `fan_in` inputs per output.
+
+  'flax': none (Flax's defaults: LeCun-normal kernels, zero biases); 'torch': `torch_uniform`.
+  """
+  if init == "flax":
+    return {}
+  if init == "torch":
+    return dict(kernel_init=torch_uniform(fan_in), bias_init=torch_uniform(fan_in))
+  raise ValueError(f"unknown init '{init}'; choose one of {', '.join(INITS)}")
+
+
+def conv(x, features: int, kernel: int, *, init: str, name: str, stride: int = 1,
+         padding="SAME", use_bias: bool = True):
+  """A square `kernel` x `kernel` nn.Conv applied to `x` (NHWC), initialized by `init`.
+
+  Flax kernels are HWIO, so fan_in = kernel * kernel * in_channels as in torch.nn.Conv2d.
+  """
+  return nn.Conv(features, (kernel, kernel), strides=(stride, stride), padding=padding,
+                 use_bias=use_bias, name=name,
+                 **initializers(init, kernel * kernel * x.shape[-1]))(x)
+
+
+def dense(x, features: int, *, init: str, name: str):
+  """nn.Dense applied to `x` (kernel [in, out], fan_in = in_features), initialized by `init`."""
+  return nn.Dense(features, name=name, **initializers(init, x.shape[-1]))(x)
 
 
 def _group_count(channels: int, max_groups: int = 32) -> int:

@@ -6,7 +6,7 @@ from typing import Sequence
 
 import flax.linen as nn
 
-from unlearn_jax.models.layers import Norm, scaled
+from unlearn_jax.models.layers import Norm, dense, scaled
 
 
 class MLP(nn.Module):
@@ -15,12 +15,13 @@ class MLP(nn.Module):
   width: float = 1.0
   base_widths: Sequence[int] = (256, 256)
   norm: str = "none"
+  param_init: str = "flax"
 
   @nn.compact
   def __call__(self, x, train: bool = False):
     x = x.reshape((x.shape[0], -1))
     for i, base in enumerate(self.base_widths):
-      x = nn.Dense(scaled(base, self.width), name=f"dense{i}")(x)
+      x = dense(x, scaled(base, self.width), init=self.param_init, name=f"dense{i}")
       x = Norm(self.norm, name=f"norm{i}")(x, train)
       x = nn.relu(x)
-    return nn.Dense(self.num_classes, name="classifier")(x)
+    return dense(x, self.num_classes, init=self.param_init, name="classifier")

@@ -1,9 +1,19 @@
-"""Pre-activation ResNet-18 (He et al. 2016, "Identity Mappings in Deep Residual Networks").
+"""ResNet-18 in two flavours, both with the CIFAR stem (3x3 conv, stride 1, no max-pool), four
+stages of two basic blocks with widths 64k, 128k, 256k, 512k and strides 1, 2, 2, 2, global
+average pool and a dense classifier; `width` (k) scales every stage.
 
-CIFAR stem (3x3 conv, stride 1, no max-pool), four stages of two basic blocks with widths
-64k, 128k, 256k, 512k and strides 1, 2, 2, 2, final norm + ReLU, global average pool and a dense
-classifier. `width` (k) scales every stage; `scale_stem=False` keeps the stem at 64 channels as in
-Alon & Dar's width sweeps (§2 of `30-overparam.md`).
+- `ResNet` (registered as `resnet18`): post-activation, torchvision's `BasicBlock`
+  (torchvision/models/resnet.py) with the stem DEL-Unlearning's `unlearning_models.py` puts in
+  (conv1 = 3x3 stride 1 without bias, max-pool removed). DEL and SalUn train it on CIFAR-10,
+  Unrolling SGD a CIFAR-style post-activation ResNet-18 like it. At k = 1 with 10 classes it has
+  torchvision's 11,173,962 parameters.
+- `PreActResNet` (registered as `preact_resnet18`): pre-activation (He et al. 2016, "Identity
+  Mappings in Deep Residual Networks"), final norm + ReLU before the pool, as the width-sweep
+  studies (deep double descent; Alon & Dar, §2 of `30-overparam.md`) use it. `scale_stem=False`
+  keeps its stem at 64 channels as in Alon & Dar's sweeps.
+
+Convolutions have no bias (as torchvision's); `param_init` chooses Flax's or torch.nn's
+initializers (`layers.initializers`).
 """
 
 from __future__ import annotations
@@ -13,7 +23,53 @@ from typing import Sequence
 import flax.linen as nn
 import jax.numpy as jnp
 
-from unlearn_jax.models.layers import Norm, scaled
+from unlearn_jax.models.layers import Norm, conv, dense, scaled
+
+
+class BasicBlock(nn.Module):
+  """conv3x3(stride)-norm-ReLU-conv3x3-norm, plus the input (through conv1x1(stride)-norm when the
+  shape changes), then ReLU: torchvision's `BasicBlock` (expansion 1)."""
+  channels: int
+  stride: int
+  norm: str
+  param_init: str
+
+  @nn.compact
+  def __call__(self, x, train: bool):
+    out = conv(x, self.channels, 3, stride=self.stride, use_bias=False, init=self.param_init,
+               name="conv0")
+    out = nn.relu(Norm(self.norm, name="norm0")(out, train))
+    out = conv(out, self.channels, 3, use_bias=False, init=self.param_init, name="conv1")
+    out = Norm(self.norm, name="norm1")(out, train)
+    shortcut = x
+    if self.stride != 1 or x.shape[-1] != self.channels:
+      shortcut = conv(x, self.channels, 1, stride=self.stride, use_bias=False, init=self.param_init,
+                      name="shortcut")
+      shortcut = Norm(self.norm, name="shortcut_norm")(shortcut, train)
+    return nn.relu(out + shortcut)
+
+
+class ResNet(nn.Module):
+  """Post-activation ResNet: stem conv3x3-norm-ReLU, stages of `BasicBlock`s, pool, classifier."""
+  num_classes: int
+  width: float = 1.0
+  stage_sizes: Sequence[int] = (2, 2, 2, 2)
+  base_widths: Sequence[int] = (64, 128, 256, 512)
+  norm: str = "batch"
+  param_init: str = "flax"
+
+  @nn.compact
+  def __call__(self, x, train: bool = False):
+    x = conv(x, scaled(self.base_widths[0], self.width), 3, use_bias=False, init=self.param_init,
+             name="stem")
+    x = nn.relu(Norm(self.norm, name="stem_norm")(x, train))
+    for s, (blocks, base) in enumerate(zip(self.stage_sizes, self.base_widths)):
+      for b in range(blocks):
+        stride = 2 if (s > 0 and b == 0) else 1
+        x = BasicBlock(scaled(base, self.width), stride, self.norm, self.param_init,
+                       name=f"stage{s}_block{b}")(x, train)
+    x = jnp.mean(x, axis=(1, 2))
+    return dense(x, self.num_classes, init=self.param_init, name="classifier")
 
 
 class PreActBlock(nn.Module):
@@ -21,38 +77,42 @@ class PreActBlock(nn.Module):
   channels: int
   stride: int
   norm: str
+  param_init: str = "flax"
 
   @nn.compact
   def __call__(self, x, train: bool):
     out = nn.relu(Norm(self.norm, name="norm0")(x, train))
     shortcut = x
     if self.stride != 1 or x.shape[-1] != self.channels:
-      shortcut = nn.Conv(self.channels, (1, 1), strides=(self.stride, self.stride), use_bias=False,
-                         name="shortcut")(out)
-    out = nn.Conv(self.channels, (3, 3), strides=(self.stride, self.stride), padding="SAME",
-                  use_bias=False, name="conv0")(out)
+      shortcut = conv(out, self.channels, 1, stride=self.stride, use_bias=False,
+                      init=self.param_init, name="shortcut")
+    out = conv(out, self.channels, 3, stride=self.stride, use_bias=False, init=self.param_init,
+               name="conv0")
     out = nn.relu(Norm(self.norm, name="norm1")(out, train))
-    out = nn.Conv(self.channels, (3, 3), padding="SAME", use_bias=False, name="conv1")(out)
+    out = conv(out, self.channels, 3, use_bias=False, init=self.param_init, name="conv1")
     return out + shortcut
 
 
 class PreActResNet(nn.Module):
+  """Pre-activation ResNet: bias-free stem conv3x3, stages of `PreActBlock`s, norm-ReLU, pool,
+  classifier."""
   num_classes: int
   width: float = 1.0
   stage_sizes: Sequence[int] = (2, 2, 2, 2)
   base_widths: Sequence[int] = (64, 128, 256, 512)
   norm: str = "batch"
   scale_stem: bool = True
+  param_init: str = "flax"
 
   @nn.compact
   def __call__(self, x, train: bool = False):
     stem = scaled(64, self.width) if self.scale_stem else 64
-    x = nn.Conv(stem, (3, 3), padding="SAME", use_bias=False, name="stem")(x)
+    x = conv(x, stem, 3, use_bias=False, init=self.param_init, name="stem")
     for s, (blocks, base) in enumerate(zip(self.stage_sizes, self.base_widths)):
       for b in range(blocks):
         stride = 2 if (s > 0 and b == 0) else 1
-        x = PreActBlock(scaled(base, self.width), stride, self.norm, name=f"stage{s}_block{b}")(
-            x, train)
+        x = PreActBlock(scaled(base, self.width), stride, self.norm, self.param_init,
+                        name=f"stage{s}_block{b}")(x, train)
     x = nn.relu(Norm(self.norm, name="final_norm")(x, train))
     x = jnp.mean(x, axis=(1, 2))
-    return nn.Dense(self.num_classes, name="classifier")(x)
+    return dense(x, self.num_classes, init=self.param_init, name="classifier")

@@ -4,7 +4,10 @@ Patch embedding (conv with kernel = stride = patch size), a learned class token 
 embedding, `depth` pre-LN encoder blocks (multi-head self-attention, MLP with GELU), a final
 LayerNorm and a dense classifier on the class token. Transformers always use LayerNorm: the
 `norm` option of the other models does not apply. `width` scales `dim` (rounded to a multiple of
-`heads`) and the MLP width.
+`heads`) and the MLP width. `init='torch'` starts the patch embedding, attention projections, MLP
+and classifier as torch.nn Conv2d/Linear do (`layers.torch_uniform`; every attention projection
+has fan_in = dim); the class token (zeros), position embedding (normal, std 0.02) and LayerNorms
+(scale 1, bias 0) keep their initialization under both inits.
 """
 
 from __future__ import annotations
@@ -12,21 +15,23 @@ from __future__ import annotations
 import flax.linen as nn
 import jax.numpy as jnp
 
-from unlearn_jax.models.layers import scaled
+from unlearn_jax.models.layers import conv, dense, initializers, scaled
 
 
 class EncoderBlock(nn.Module):
   dim: int
   heads: int
   mlp_dim: int
+  param_init: str = "flax"
 
   @nn.compact
   def __call__(self, x):
     y = nn.LayerNorm(name="ln0")(x)
-    x = x + nn.MultiHeadDotProductAttention(num_heads=self.heads, name="attention")(y, y)
+    x = x + nn.MultiHeadDotProductAttention(num_heads=self.heads, name="attention",
+                                            **initializers(self.param_init, self.dim))(y, y)
     y = nn.LayerNorm(name="ln1")(x)
-    y = nn.Dense(self.mlp_dim, name="mlp0")(y)
-    y = nn.Dense(self.dim, name="mlp1")(nn.gelu(y))
+    y = dense(y, self.mlp_dim, init=self.param_init, name="mlp0")
+    y = dense(nn.gelu(y), self.dim, init=self.param_init, name="mlp1")
     return x + y
 
 
@@ -38,6 +43,7 @@ class ViT(nn.Module):
   depth: int = 4
   heads: int = 4
   mlp_ratio: float = 2.0
+  param_init: str = "flax"
 
   @nn.compact
   def __call__(self, x, train: bool = False):
@@ -48,12 +54,13 @@ class ViT(nn.Module):
     if x.shape[1] % p or x.shape[2] % p:
       raise ValueError(f"model 'vit': image size {x.shape[1:3]} is not divisible by patch_size "
                        f"{p}; set --config.model.patch_size to a divisor")
-    x = nn.Conv(dim, (p, p), strides=(p, p), padding="VALID", name="patch_embed")(x)
+    x = conv(x, dim, p, stride=p, padding="VALID", init=self.param_init, name="patch_embed")
     x = x.reshape((x.shape[0], -1, dim))
     cls = self.param("cls_token", nn.initializers.zeros, (1, 1, dim))
     x = jnp.concatenate([jnp.broadcast_to(cls, (x.shape[0], 1, dim)), x], axis=1)
     x = x + self.param("pos_embed", nn.initializers.normal(0.02), (1, x.shape[1], dim))
     for i in range(self.depth):
-      x = EncoderBlock(dim, heads, max(1, int(dim * self.mlp_ratio)), name=f"block{i}")(x)
+      x = EncoderBlock(dim, heads, max(1, int(dim * self.mlp_ratio)), self.param_init,
+                       name=f"block{i}")(x)
     x = nn.LayerNorm(name="final_ln")(x[:, 0])
-    return nn.Dense(self.num_classes, name="classifier")(x)
+    return dense(x, self.num_classes, init=self.param_init, name="classifier")

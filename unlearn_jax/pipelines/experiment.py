@@ -96,6 +96,8 @@ def _result_part(name: str, value):
   """What of section `name` (JSON) determines the trained models."""
   if name == "train" and isinstance(value, dict):
     return {k: v for k, v in value.items() if k not in DEVICE_FIELDS}
+  if name == "model" and isinstance(value, dict):
+    return {"init": "flax", **value}  # recorded before model.init existed: Flax's init
   return value
 
 

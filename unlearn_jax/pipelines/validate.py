@@ -32,7 +32,7 @@ from unlearn_jax.methods import METHODS, check_method_config, get_method, merged
 from unlearn_jax.methods.base import UnlearnData
 from unlearn_jax.methods.common import is_int, is_real
 from unlearn_jax.metrics.mia import SVC_FEATURES
-from unlearn_jax.models import MODELS, NORMS, Model, build_model_from_config
+from unlearn_jax.models import INITS, MODELS, NORMS, Model, build_model_from_config
 from unlearn_jax.train import MODEL_AXIS_STRATEGIES, SCHEDULES
 
 # Fields of `config.train` that `retrain` takes unless `method_configs.retrain` overrides them.
@@ -289,6 +289,8 @@ def check_fields(config, *, methods: bool) -> None:
   check_real(config, "model.width", 0, math.inf, 1.0, lo_open=True)
   if "norm" in config.model:
     check_choice(config, "model.norm", NORMS)
+  if "init" in config.model:
+    check_choice(config, "model.init", INITS)
 
   check_int(config, "train.epochs", 1, 12)
   check_int(config, "train.batch_size", 1, 64)
