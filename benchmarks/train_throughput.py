@@ -225,6 +225,9 @@ def main():
   parser.add_argument("--no-torch", action="store_true", help="skip the PyTorch columns")
   parser.add_argument("--no-compile", action="store_true", help="skip torch.compile")
   parser.add_argument("--no-unrolled", action="store_true", help="skip model_axis='unrolled'")
+  parser.add_argument("--settle-s", type=float, default=0.0,
+                      help="after the runs, wait this long and record the load again (our own "
+                           "load decays; what remains is other jobs')")
   parser.add_argument("--target-s", type=float, default=None,
                       help="seconds per timed repeat (default 1.0, quick 0.2)")
   args = parser.parse_args()
@@ -268,6 +271,7 @@ def main():
         res = {"skipped": "--no-compile"}
       else:
         try:
+          time.sleep(0.5)  # XLA's worker threads go idle first (else torch's 2 threads stall)
           res = time_torch(torch, tn, case, compile_=kind == "compile", **timing)
           assert res["params"] == ours["params"], (case.key, res["params"], ours["params"])
           eps = case.batch / res["step_s"]
@@ -346,11 +350,17 @@ def main():
   info = machine(torch)
   load_end = load_average()
   print(f"\nload average at end: {load_end}")
+  load_settled = None
+  if args.settle_s > 0:
+    time.sleep(args.settle_s)
+    load_settled = load_average()
+    print(f"load average {args.settle_s:.0f} s after the runs: {load_settled}")
   tag = args.tag or f"{socket.gethostname()}-{info['backend']}"
   out = Path(args.out) if args.out else RESULTS / f"train_throughput_{tag}.json"
   out.parent.mkdir(parents=True, exist_ok=True)
   out.write_text(json.dumps({
       "machine": info, "load_average_start": load_start, "load_average_end": load_end,
+      "load_average_settled": load_settled, "settle_s": args.settle_s,
       "quick": args.quick, "timing": timing, "epoch_examples": EPOCH_EXAMPLES,
       "models_per_s": f"N / (step seconds x ({EPOCH_EXAMPLES} // batch)): models finishing one "
                       f"epoch of {EPOCH_EXAMPLES} examples per second; torch runs N sequentially",
