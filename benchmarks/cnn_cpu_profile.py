@@ -25,9 +25,12 @@ from __future__ import annotations
 
 import argparse
 import collections
+import datetime
 import glob
 import json
 import os
+import platform
+import re
 import statistics
 import sys
 import tempfile
@@ -154,11 +157,43 @@ def check_same_step(ref, other):
   return max(jax.tree_util.tree_leaves(diffs))
 
 
+def hlo_index(text: str):
+  """instruction name -> its line plus the bodies of the computations it calls (compiled HLO)."""
+  bodies, lines, cur = {}, {}, None
+  for line in text.splitlines():
+    if line and not line.startswith(" ") and line.rstrip().endswith("{"):
+      cur = line.split()[1 if line.startswith("ENTRY") else 0].lstrip("%")
+      bodies[cur] = []
+    elif cur is not None and line.strip().startswith(("%", "ROOT %")):
+      bodies[cur].append(line)
+      name = line.strip().removeprefix("ROOT ").split(" ", 1)[0].lstrip("%")
+      lines[name] = line
+  index = {}
+  for name, line in lines.items():
+    called = re.findall(r"(?:calls|to_apply)=%([\w.\-]+)", line)
+    index[name] = "\n".join([line] + [b for c in called for b in bodies.get(c, [])])
+  return index
+
+
+POOL_BWD = "max-pool backward (select_and_scatter expanded)"
+
+
+def classify(name: str, text: str) -> str:
+  """Group of a profiled op from its compiled HLO (`text`: line + called bodies)."""
+  if ("select_and_scatter" in text or name.startswith(("wrapped_iota", "concatenate_bitcast"))
+      or ("reduce-window(" in text and "s32[" in text)):
+    return POOL_BWD
+  if "convolution(" in text:
+    return "convolutions (forward, input and kernel gradients)"
+  return "rest (BatchNorm/ReLU fusions, layout copies, loss, SGD)"
+
+
 def profile_lib(width, image, batch, wd, steps=20):
   """Per-op milliseconds per step of the library CNN's train step, from a profiler trace."""
   from jax._src.lib import _profile_data  # pylint: disable=import-outside-toplevel
   model = build_model("cnn", 10, width=width)
-  run, _, _ = make_runner(model, width, image, batch, wd, None, "vmap")
+  run, state, (step, x, y, perm) = make_runner(model, width, image, batch, wd, None, "vmap")
+  index = hlo_index(step.lower(state, x, y, perm, 0).compile().as_text())
   run(3)
   d = tempfile.mkdtemp(prefix="cnn_profile_")
   t = time.perf_counter()
@@ -175,17 +210,17 @@ def profile_lib(width, image, batch, wd, steps=20):
       for ev in line.events:
         if "Execute" not in ev.name and "$" not in ev.name:
           ops[ev.name] += ev.duration_ns / 1e6 / steps
-  def group(name):
-    if (name.startswith(("wrapped_reduce-window.", "wrapped_iota", "wrapped_scatter",
-                         "concatenate_bitcast_fusion"))):
-      return "max-pool backward (select_and_scatter expanded)"
-    if "conv" in name or name.startswith("convolution"):
-      return "convolutions"
-    return "rest (BatchNorm/ReLU fusions, layout copies, loss, SGD)"
+  group = {n: classify(n, index.get(n, "")) for n in ops}
+  for n in list(group):  # the zeros a pool-backward scatter starts from belong to it too
+    if group[n] == POOL_BWD and "scatter" in n:
+      for operand in re.findall(r"%([\w.\-]+)", index.get(n, "").split("\n")[0].split("=", 1)[-1]):
+        if operand.startswith("wrapped_broadcast") and operand in group:
+          group[operand] = POOL_BWD
   groups = collections.Counter()
   for name, ms in ops.items():
-    groups[group(name)] += ms
+    groups[group[name]] += ms
   return {"wall_ms_per_step_traced": 1e3 * wall, "op_ms_per_step": dict(ops.most_common(25)),
+          "op_group": {n: group[n] for n, _ in ops.most_common(25)},
           "groups_ms_per_step": dict(groups)}
 
 
@@ -197,12 +232,16 @@ def main():
   parser.add_argument("--models", type=int, default=8, help="N for the vmap/unrolled rows")
   parser.add_argument("--rounds", type=int, default=None)
   parser.add_argument("--torch-threads", type=int, default=os.cpu_count())
+  parser.add_argument("--profile-only", action="store_true", help="only the profile (with --profile)")
   parser.add_argument("--out", default=None, help="save results as JSON here")
   args = parser.parse_args()
   rounds = args.rounds or (3 if args.quick else 7)
   target = 0.2 if args.quick else 0.6
   results = {"load_average_start": load_average(), "cpu_count": os.cpu_count(),
-             "jax": jax.__version__, "cases": {}}
+             "platform": platform.platform(), "python": platform.python_version(),
+             "jax": jax.__version__, "torch_threads": args.torch_threads,
+             "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+             "cases": {}}
   print(f"load average at start: {results['load_average_start']} on {os.cpu_count()} cores")
   for key in args.cases.split(","):
     width, image, batch, wd = CASES[key]
@@ -215,10 +254,12 @@ def main():
       total = sum(prof["groups_ms_per_step"].values())
       for g, ms in sorted(prof["groups_ms_per_step"].items(), key=lambda kv: -kv[1]):
         print(f"| {g} | {ms:.2f} | {100 * ms / total:.0f} % |")
-      print("\n| op (top 12) | ms/step |\n|---|---|")
+      print("\n| op (top 12) | group | ms/step |\n|---|---|---|")
       for op, ms in list(prof["op_ms_per_step"].items())[:12]:
-        print(f"| {op} | {ms:.2f} |")
+        print(f"| {op} | {prof['op_group'][op].split(' (')[0]} | {ms:.2f} |")
 
+    if args.profile_only:
+      continue
     runners, checks = {}, {}
     for n, axis in ((None, "vmap"), (args.models, "vmap"), (args.models, "unrolled"),
                     (args.models, "sequential")):
@@ -248,6 +289,7 @@ def main():
         sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
         import torch_nets as tn  # pylint: disable=import-outside-toplevel
         torch.set_num_threads(args.torch_threads)
+        results["torch"] = torch.__version__
       except ImportError:
         torch = None
       if torch is not None:
