@@ -207,6 +207,11 @@ def fmt(v, spec=".0f", none="–"):
   return none if v is None else format(v, spec)
 
 
+def fx(v):
+  """A ratio as '1.23x', or '–'."""
+  return "–" if v is None else f"{v:.2f}x"
+
+
 def ratio(a, b):
   return None if a is None or b is None else a / b
 
@@ -287,8 +292,8 @@ def main():
     print(f"| {case.label} | {row['params']:,} | {case.batch} | {1e3 * ours['step_s']:.2f} | "
           f"{row['ours_examples_per_s']:.0f} | {fmt(row['torch_eager_examples_per_s'])} | "
           f"{fmt(row['torch_compile_examples_per_s'])} | "
-          f"{fmt(row['ours_over_torch_eager'], '.2f')}x | "
-          f"{fmt(row['ours_over_torch_compile'], '.2f')}x |", flush=True)
+          f"{fx(row['ours_over_torch_eager'])} | {fx(row['ours_over_torch_compile'])} |",
+          flush=True)
   for row in single:
     for kind in ("eager", "compile"):
       why = row[f"torch_{kind}"].get("failed")
@@ -345,7 +350,7 @@ def main():
       print(f"| {case.label} | {n} | {row['vmap_models_per_s']:.2f} | "
             f"{fmt(row['unrolled_models_per_s'], '.2f')} | {best / seq:.2f}x | "
             f"{fmt(torch_mps['eager'], '.2f')} | {fmt(torch_mps['compile'], '.2f')} | "
-            f"{fmt(row['ours_best_over_torch_best'], '.2f')}x | {warm} |", flush=True)
+            f"{fx(row['ours_best_over_torch_best'])} | {warm} |", flush=True)
 
   info = machine(torch)
   load_end = load_average()
