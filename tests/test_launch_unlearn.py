@@ -12,7 +12,7 @@ import pytest
 
 from experiments.configs import unlearn as unlearn_config
 from unlearn_jax import io
-from unlearn_jax.pipelines import experiment, reference, unlearn
+from unlearn_jax.pipelines import experiment, reference, unlearn, validate
 from unlearn_jax.methods import METHODS
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -110,8 +110,8 @@ def test_config_arguments():
   # Unset oracle_seeds = twice the seeds (room for the oracle-vs-oracle FQ ceiling), resolved
   # when the experiment is set up so that --config.seeds overrides carry over.
   assert default.oracle_seeds is None
-  assert experiment.default_oracle_seeds(default.seeds) == tuple(range(8))
-  assert experiment.default_oracle_seeds((3, 7)) == (3, 7, 8, 9)
+  assert validate.default_oracle_seeds(default.seeds) == tuple(range(8))
+  assert validate.default_oracle_seeds((3, 7)) == (3, 7, 8, 9)
   assert unlearn_config.get_config("seeds=2,oracle_seeds=3").oracle_seeds == (0, 1, 2)
   # Tuned per-dataset values override the module DEFAULTS for that dataset only.
   from unlearn_jax.methods import method_defaults
@@ -134,10 +134,10 @@ def test_config_arguments():
   assert default.eval.mia_splits == 5 and default.eval.fq and default.eval.plots
   # `retrain` follows the training recipe unless overridden.
   config = unlearn_config.get_config("dataset=digits,epochs=3,methods=retrain")
-  hp = unlearn.resolve_methods(config)["retrain"]
+  hp = validate.resolve_methods(config)["retrain"]
   assert hp["epochs"] == 3 and hp["learning_rate"] == config.train.learning_rate
   config.method_configs.retrain.epochs = 1
-  assert unlearn.resolve_methods(config)["retrain"]["epochs"] == 1
+  assert validate.resolve_methods(config)["retrain"]["epochs"] == 1
   with pytest.raises(ValueError, match="unknown unlearning method"):
     unlearn_config.get_config("methods=ga+nope")
 

@@ -35,7 +35,6 @@ from unlearn_jax.data.forget import load_forget_set, save_forget_set
 from unlearn_jax.errors import WorkdirError
 from unlearn_jax.models import Model
 from unlearn_jax.pipelines import validate
-from unlearn_jax.pipelines.validate import default_oracle_seeds, resolve_oracle_seeds  # noqa: F401
 from unlearn_jax.pipelines.layout import Workdir
 from unlearn_jax.train import (TrainState, data_parallel_mesh, evaluate, model_parallel_mesh,
                                predict)

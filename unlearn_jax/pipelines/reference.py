@@ -34,7 +34,8 @@ from unlearn_jax.train import (TrainState, check_batch_size, create_train_state,
 
 
 class Diverged(Exception):
-  """Raised inside `train_group` when a loss is not finite (`epoch`, `seeds`: model indices)."""
+  """Raised inside `train_group` when a loss is not finite (`models`: indices along the model
+  axis, `loss`: their mean training losses of `epoch`)."""
 
   def __init__(self, epoch: int, models: list[int], loss: list[float]):
     super().__init__(f"loss {loss} at epoch {epoch} for model(s) {models}")

@@ -39,9 +39,8 @@ from unlearn_jax import io
 from unlearn_jax.checkpoint import Checkpointer
 from unlearn_jax.methods import UnlearnData, get_method, run_method
 from unlearn_jax.pipelines import experiment, reference
-from unlearn_jax.pipelines.experiment import Experiment, load_logits, save_logits  # noqa: F401
+from unlearn_jax.pipelines.experiment import Experiment, save_logits
 from unlearn_jax.pipelines.layout import Workdir
-from unlearn_jax.pipelines.validate import method_overrides, resolve_methods  # noqa: F401
 from unlearn_jax.train import TrainState, create_train_state, replicate
 
 _METHOD_STREAM = 2  # keeps method keys apart from the reference groups' (0 and 1)

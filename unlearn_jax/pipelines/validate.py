@@ -23,7 +23,7 @@ from typing import Any, Iterator, Sequence
 import jax
 import numpy as np
 
-from unlearn_jax import tuning
+from unlearn_jax import io, tuning
 from unlearn_jax.data import Dataset, ForgetSet, build_forget_set, load_dataset
 from unlearn_jax.data.datasets import DATASETS
 from unlearn_jax.data.forget import FORGET_KINDS
@@ -334,7 +334,6 @@ def load_data(config) -> Dataset:
 
 def forget_meta(config) -> dict:
   """What a stored forget set must have been built from (compared on reuse)."""
-  from unlearn_jax import io
   return {"data": io.to_jsonable(config.data), "forget": io.to_jsonable(config.forget)}
 
 
