@@ -31,7 +31,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from unlearn_jax.models import Model
 
-SCHEDULES = ("cosine", "constant")
+SCHEDULES = ("cosine", "constant", "cosine_epoch")
 MODEL_AXIS_STRATEGIES = ("auto", "vmap", "unrolled")
 
 # (logits, labels, params, step) -> scalar loss; `step` is the optimizer step (for schedules).
@@ -56,15 +56,28 @@ def num_models(state: TrainState) -> Optional[int]:
 
 def make_optimizer(*, learning_rate: float, total_steps: int, momentum: float = 0.9,
                    weight_decay: float = 0.0, schedule: str = "cosine",
-                   final_lr_fraction: float = 0.0, nesterov: bool = False
-                   ) -> optax.GradientTransformation:
-  """SGD with momentum, coupled weight decay and a per-step schedule.
+                   final_lr_fraction: float = 0.0, nesterov: bool = False,
+                   epoch_steps: Optional[int] = None, decay_boundaries: tuple = (),
+                   decay_rate: float = 0.1) -> optax.GradientTransformation:
+  """SGD with momentum, coupled weight decay and a schedule.
 
-  `cosine` decays from `learning_rate` to `final_lr_fraction * learning_rate` over `total_steps`
-  (DEL's finetuning uses 0.01); `constant` keeps `learning_rate`.
+  `cosine` decays from `learning_rate` to `final_lr_fraction * learning_rate` over `total_steps`,
+  updated every step; `cosine_epoch` is the same curve updated once per epoch of `epoch_steps`
+  steps, lr_e = f·lr + (lr − f·lr)·(1 + cos(π e / E)) / 2 for epoch e of E = total_steps /
+  epoch_steps, as PyTorch's `CosineAnnealingLR(T_max=E, eta_min=f·lr)` stepped per epoch (DEL's
+  finetuning, f = 0.01); `constant` keeps `learning_rate`. `decay_boundaries` (optimizer steps)
+  multiply the learning rate by `decay_rate` from each boundary on (a step decay, e.g. SCRUB's
+  `lr_decay_epochs`), on top of any schedule. Weight decay is PyTorch's coupled form
+  (g + wd·θ before momentum).
   """
   if schedule == "cosine":
     lr = optax.cosine_decay_schedule(learning_rate, max(1, total_steps), alpha=final_lr_fraction)
+  elif schedule == "cosine_epoch":
+    if not epoch_steps or epoch_steps < 1:
+      raise ValueError("schedule 'cosine_epoch' needs epoch_steps >= 1 (steps per epoch)")
+    per_epoch = optax.cosine_decay_schedule(learning_rate, max(1, total_steps // epoch_steps),
+                                            alpha=final_lr_fraction)
+    lr = lambda step: per_epoch(step // epoch_steps)
   elif schedule == "constant":
     lr = learning_rate
   else:
@@ -72,6 +85,10 @@ def make_optimizer(*, learning_rate: float, total_steps: int, momentum: float = 
                      f"{', '.join(SCHEDULES)}")
   if learning_rate <= 0:
     raise ValueError(f"learning_rate must be > 0, got {learning_rate}")
+  if decay_boundaries:
+    base_lr = lr if callable(lr) else (lambda step, v=lr: v)
+    bounds = jnp.asarray(sorted(decay_boundaries), jnp.int32)
+    lr = lambda step: base_lr(step) * decay_rate ** jnp.sum(step >= bounds)
   parts = [optax.add_decayed_weights(weight_decay)] if weight_decay else []
   parts.append(optax.sgd(lr, momentum=momentum or None, nesterov=nesterov))
   return optax.chain(*parts)

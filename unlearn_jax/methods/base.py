@@ -96,43 +96,63 @@ def require(name: str, ok: bool, message: str) -> None:
     raise MethodConfigError(f"method '{name}': {message}")
 
 
-def optimizer(cfg: Mapping[str, Any], total_steps: int, mask=None
+def optimizer(cfg: Mapping[str, Any], total_steps: int, mask=None, *,
+              epoch_steps: Optional[int] = None, decay_boundaries: tuple = ()
               ) -> optax.GradientTransformation:
   """The optimizer of a method config, one cached object per distinct setting.
 
   cfg keys: `optimizer` (`sgd`, the default, or `adam`), `learning_rate` and, for SGD,
   `momentum`, `weight_decay`, `schedule`, `final_lr_fraction` (`train.make_optimizer`: momentum,
-  coupled weight decay, per-step schedule). Only whether a `mask` is given matters here: then
-  `masking.masked_updates_from_state()` is chained last (masked-out parameters stay
-  bit-identical) and `with_optimizer` stores the mask itself in the optimizer state (so it may
-  carry a leading model axis). `TrainState.tx` is static (part of the jit cache key), so equal
-  settings return the *same* object and repeated runs (seeds, sweeps, tests) reuse compiled
-  steps; `total_steps` is part of the setting only for a non-constant schedule.
+  coupled weight decay, per-step or per-epoch schedule), and `decay_unmasked`. `epoch_steps`
+  (steps per epoch, for `schedule="cosine_epoch"`) defaults to `total_steps / cfg["epochs"]`;
+  `decay_boundaries` are optimizer steps where the learning rate is multiplied by
+  `cfg["lr_decay_rate"]` (SCRUB's step decay).
+
+  Only whether a `mask` is given matters here: then `masking.masked_updates_from_state()` is
+  chained last (masked-out parameters stay bit-identical) and `with_optimizer` stores the mask
+  itself in the optimizer state (so it may carry a leading model axis). With
+  `cfg["decay_unmasked"]` the mask is applied to the *gradients* instead, before weight decay and
+  momentum, as PyTorch code that does `param.grad *= mask; optimizer.step()` (SalUn before its
+  Feb 2026 fix): masked-out parameters then still shrink by weight decay. `TrainState.tx` is
+  static (part of the jit cache key), so equal settings return the *same* object and repeated
+  runs (seeds, sweeps, tests) reuse compiled steps; `total_steps` is part of the setting only for
+  a non-constant schedule.
   """
   kind = cfg.get("optimizer", "sgd")
-  masked = mask is not None
+  masked = "gradients" if mask is not None and cfg.get("decay_unmasked", False) else (
+      "updates" if mask is not None else "")
   if kind == "adam":  # only the learning rate applies
     return _cached_optimizer("adam", float(cfg["learning_rate"]), 0.0, 0.0, "constant", 0.0, 0,
                              masked)
   schedule = cfg.get("schedule", "constant")
+  if schedule == "cosine_epoch" and epoch_steps is None:
+    epoch_steps = max(1, int(total_steps) // max(1, int(cfg["epochs"])))
   return _cached_optimizer(kind, float(cfg["learning_rate"]), float(cfg.get("momentum", 0.9)),
                            float(cfg.get("weight_decay", 0.0)), schedule,
                            float(cfg.get("final_lr_fraction", 0.0)),
-                           0 if schedule == "constant" else int(total_steps), masked)
+                           0 if schedule == "constant" and not decay_boundaries
+                           else int(total_steps), masked,
+                           int(epoch_steps) if schedule == "cosine_epoch" else 0,
+                           tuple(int(b) for b in decay_boundaries),
+                           float(cfg.get("lr_decay_rate", 0.1)) if decay_boundaries else 0.0)
 
 
 @functools.lru_cache(maxsize=256)
 def _cached_optimizer(kind: str, learning_rate: float, momentum: float, weight_decay: float,
-                      schedule: str, final_lr_fraction: float, total_steps: int, masked: bool
-                      ) -> optax.GradientTransformation:
+                      schedule: str, final_lr_fraction: float, total_steps: int, masked: str,
+                      epoch_steps: int = 0, decay_boundaries: tuple = (),
+                      decay_rate: float = 0.0) -> optax.GradientTransformation:
   if kind == "sgd":
     tx = make_optimizer(learning_rate=learning_rate, total_steps=total_steps, momentum=momentum,
                         weight_decay=weight_decay, schedule=schedule,
-                        final_lr_fraction=final_lr_fraction)
+                        final_lr_fraction=final_lr_fraction, epoch_steps=epoch_steps or None,
+                        decay_boundaries=decay_boundaries, decay_rate=decay_rate)
   elif kind == "adam":
     tx = optax.adam(learning_rate)
   else:
     raise ValueError(f"unknown optimizer '{kind}'; choose one of {', '.join(OPTIMIZERS)}")
+  if masked == "gradients":
+    return optax.chain(masking.masked_updates_from_state(), tx)
   return optax.chain(tx, masking.masked_updates_from_state()) if masked else tx
 
 

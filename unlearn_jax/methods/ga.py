@@ -9,6 +9,13 @@ Source: Thudi et al., "Unrolling SGD: Understanding Factors Influencing Machine 
 EuroS&P 2022; Jang et al., "Knowledge Unlearning", ACL 2023 (gradient ascent on the data to
 forget); used as a baseline by SalUn (Fan et al., ICLR 2024) and DEL (arXiv 2412.02432).
 
+`epoch_length="retain"` runs DEL's GA instead (reihaneh-torkzadehmahani/DEL-Unlearning
+`unlearn.py`, `zip(retain_dl, cycle(forget_dl))`): an epoch is ⌊|D_r|/B_r⌋ steps (B_r =
+`retain_batch_size`), each on a forget batch, the forget permutation of the epoch replayed
+(`neggrad_plus.paired_descent_ascent` with β = 0); every step also forwards a retain batch in
+training mode first, whose loss has weight 0 but which updates BatchNorm statistics, as DEL's
+loop does (`logits = model(images)` on the retain batch).
+
 Batches larger than D_f are clipped to |D_f| (forget sets can be tiny).
 
 Defaults (constant lr 0.02, 5 epochs, batch 32, momentum 0.9, no weight decay): GA is a cliff. On
@@ -19,12 +26,14 @@ collapses it (~0.15-0.2 everywhere).
 
 from __future__ import annotations
 
-from unlearn_jax.methods import base, common
+from unlearn_jax.methods import base, common, neggrad_plus
 from unlearn_jax.train import cross_entropy, fit, make_train_step
 
 USES_FORGET = True
 DEFAULTS = dict(epochs=5, batch_size=32, learning_rate=0.02, momentum=0.9, weight_decay=0.0,
-                schedule="constant", final_lr_fraction=0.0)
+                schedule="constant", final_lr_fraction=0.0, epoch_length="forget",
+                retain_batch_size=128)
+EPOCH_LENGTHS = ("forget", "retain")
 
 
 def neg_ce_objective(logits, labels, params, step):
@@ -38,8 +47,19 @@ ASCENT_STEP = make_train_step(neg_ce_objective)  # module level: compiled once p
 def check_ascent_config(name: str, cfg, data: base.UnlearnData | None = None) -> None:
   """Checks of `ga` and `neggrad` (batches larger than D_f are clipped, so any size >= 1)."""
   common.check_sgd_config(name, cfg)
+  if "epoch_length" in cfg:
+    base.require(name, cfg["epoch_length"] in EPOCH_LENGTHS,
+                 f"epoch_length must be one of {', '.join(EPOCH_LENGTHS)}, got "
+                 f"{cfg['epoch_length']!r}")
+  if "retain_batch_size" in cfg:
+    rb = cfg["retain_batch_size"]
+    base.require(name, common.is_int(rb) and rb >= 1,
+                 f"retain_batch_size must be an integer >= 1, got {rb!r}")
   if data is not None:
     common.check_forget(name, data)
+    if cfg.get("epoch_length") == "retain":
+      common.check_batch(name, "retain_batch_size", "retain", cfg["retain_batch_size"],
+                         len(data.retain_x))
 
 
 def check_config(cfg, data: base.UnlearnData | None = None) -> None:
@@ -51,6 +71,12 @@ def gradient_ascent(name: str, state, data: base.UnlearnData, cfg, key, mask=Non
   """The GA update shared by `ga` and `neggrad` (errors name `name`)."""
   check_ascent_config(name, cfg, data)
   n = len(data.forget_x)
+  if cfg.get("epoch_length") == "retain":
+    with base.Timer() as timer:
+      return neggrad_plus.paired_descent_ascent(
+          state, data, {**cfg, "forget_cycle": "epoch"}, key, mask, beta=0.0,
+          retain_batch_size=cfg["retain_batch_size"], forget_batch_size=cfg["batch_size"],
+          timer=timer)
   with base.Timer() as timer:
     batch_size = min(int(cfg["batch_size"]), n)
     steps = base.steps_per_epoch(n, batch_size, data)

@@ -6,8 +6,12 @@ where t is the optimizer step (0-based) and T the total number of steps, so the 
 linearly from γ to 0 over the run. ‖θ‖₁ sums |θ| over every parameter (all layers, norm scales
 and biases included, as in the official code). D_f is never read.
 
+`penalty_decay="epoch"` steps the coefficient once per epoch instead, γ_e = γ · (1 − e / E) for
+epoch e = 0 .. E-1 (constant within an epoch), as the public code does
+(OPTML-Group/Unlearn-Sparse `unlearn/FT.py`: `alpha * (1 - epoch / unlearn_epochs)`).
+
 Source: Jia et al., "Model Sparsity Can Simplify Machine Unlearning", NeurIPS 2023 ("ℓ1-sparse
-MU"; γ ≈ 5e-5 to 1e-4 with linear decay). Their schedule decays per epoch; we decay per step.
+MU"; γ ≈ 5e-5 to 1e-4 with linear decay).
 """
 
 from __future__ import annotations
@@ -22,25 +26,28 @@ from unlearn_jax.train import cross_entropy, fit, make_train_step
 
 USES_FORGET = False
 DEFAULTS = dict(gamma=5e-5, epochs=5, batch_size=64, learning_rate=0.01, momentum=0.9,
-                weight_decay=5e-4, schedule="cosine", final_lr_fraction=0.0)
+                weight_decay=5e-4, schedule="cosine", final_lr_fraction=0.0, penalty_decay="step")
+PENALTY_DECAYS = ("step", "epoch")
 
 
 def l1_norm(params) -> jax.Array:
   return sum(jnp.sum(jnp.abs(p)) for p in jax.tree_util.tree_leaves(params))
 
 
-def l1_coefficient(gamma, step, total_steps):
-  """γ_t = γ · (1 − t / T), clipped at 0 past T."""
-  return gamma * jnp.maximum(0.0, 1.0 - step.astype(jnp.float32) / total_steps)
+def l1_coefficient(gamma, step, total_steps, epoch_steps: int = 1):
+  """γ_t = γ · (1 − t / T), clipped at 0 past T; with `epoch_steps` = S > 1, t and T count
+  epochs (t = ⌊step / S⌋, T = total_steps / S), i.e. the per-epoch decay."""
+  t = (step // epoch_steps).astype(jnp.float32)
+  return gamma * jnp.maximum(0.0, 1.0 - t / (total_steps // epoch_steps))
 
 
 @functools.lru_cache(maxsize=64)
-def l1_step(gamma: float, total_steps: int):
-  """The train step for one (γ, T), cached so repeated runs reuse its compilation."""
+def l1_step(gamma: float, total_steps: int, epoch_steps: int = 1):
+  """The train step for one (γ, T, S), cached so repeated runs reuse its compilation."""
 
   def objective(logits, labels, params, step):
-    return cross_entropy(logits, labels) + l1_coefficient(gamma, step, total_steps) * l1_norm(
-        params)
+    coef = l1_coefficient(gamma, step, total_steps, epoch_steps)
+    return cross_entropy(logits, labels) + coef * l1_norm(params)
 
   return make_train_step(objective)
 
@@ -49,6 +56,9 @@ def check_config(cfg, data: base.UnlearnData | None = None) -> None:
   common.check_sgd_config("l1_sparse", cfg)
   g = cfg["gamma"]
   base.require("l1_sparse", common.is_real(g) and g >= 0, f"gamma must be >= 0, got {g!r}")
+  base.require("l1_sparse", cfg["penalty_decay"] in PENALTY_DECAYS,
+               f"penalty_decay must be one of {', '.join(PENALTY_DECAYS)}, got "
+               f"{cfg['penalty_decay']!r}")
   if data is not None:
     common.check_batch("l1_sparse", "batch_size", "retain", cfg["batch_size"],
                        len(data.retain_x))
@@ -64,6 +74,8 @@ def unlearn(state, data: base.UnlearnData, cfg, key, mask=None) -> base.UnlearnR
     state = base.with_optimizer(state, tx, mask)
     state = fit(state, data.retain_x, data.retain_y, key=key, epochs=cfg["epochs"],
                 batch_size=cfg["batch_size"], mesh=data.mesh,
-                train_step_fn=l1_step(float(g), int(total)), model_axis=data.model_axis)
+                train_step_fn=l1_step(float(g), int(total),
+                                      steps if cfg["penalty_decay"] == "epoch" else 1),
+                model_axis=data.model_axis)
   return base.result(state, timer, example_gradients=total * cfg["batch_size"],
                      epochs=cfg["epochs"])

@@ -10,6 +10,19 @@ Source: Golatkar et al., "Eternal Sunshine of the Spotless Net", CVPR 2020 (the 
 baseline); Fan et al., "SalUn", ICLR 2024 (RL as the basis of SalUn); Torkzadehmahani et al.,
 arXiv 2412.02432 (DEL, RL as a localized unlearning algorithm).
 
+Procedures (`procedure`):
+  `union` (default; DEL's `relabeling`, `unlearn.py`): labels drawn once, one shuffled pass over
+      D_r ∪ relabeled D_f per epoch. DEL's run also has allow_true_label=True, a per-epoch cosine
+      to 0.5·lr, wd 0, batch 128 and a localization mask (its relabeling is masked RL).
+  `forget_then_retain` (SalUn's RL for CIFAR-10/SVHN, OPTML-Group/Unlearn-Saliency
+      `Classification/unlearn/RL.py`, since 2024-04): each epoch a pass over D_f whose labels are
+      redrawn for every batch (`torch.randint` over all classes: use allow_true_label=True), then
+      a pass over D_r with the true labels; a step after every batch of both passes. Redrawing
+      per batch equals drawing fresh i.i.d. labels for every forget example in every epoch, which
+      is how it is computed here (per model, from `fold_in(label_key, epoch)`).
+Both passes drop the last partial batch (reshuffled every epoch), as everywhere in this library;
+the PyTorch loaders keep it (drop_last=False).
+
 Stacked states: each seed draws its own random labels from its own key, so seed i of a stacked
 run equals a single run with key i (up to float reassociation under `vmap`).
 
@@ -30,7 +43,9 @@ from unlearn_jax.train import num_models, replicate, train_step
 
 USES_FORGET = True
 DEFAULTS = dict(epochs=3, batch_size=64, learning_rate=0.01, momentum=0.9, weight_decay=5e-4,
-                schedule="cosine", final_lr_fraction=0.0, allow_true_label=False)
+                schedule="cosine", final_lr_fraction=0.0, allow_true_label=False,
+                procedure="union")
+PROCEDURES = ("union", "forget_then_retain")
 
 
 def random_labels(key, y, num_classes: int, allow_true_label: bool = False, stacked=False):
@@ -69,7 +84,13 @@ def relabel_and_train(state, data: base.UnlearnData, cfg, key, mask=None, *,
                       allow_true_label: bool, info: Optional[dict] = None,
                       extra_example_gradients: int = 0, timer: Optional[base.Timer] = None
                       ) -> base.UnlearnResult:
-  """Train on D_r ∪ D_f (D_f with per-model random labels) with CE; the RL/SalUn/amnesiac core."""
+  """Train with CE on D_r and D_f relabeled at random (per model); the RL/SalUn/amnesiac core.
+
+  `cfg.get("procedure", "union")` selects the data order (module docstring)."""
+  if cfg.get("procedure", "union") == "forget_then_retain":
+    return forget_then_retain(state, data, cfg, key, mask, allow_true_label=allow_true_label,
+                              info=info, extra_example_gradients=extra_example_gradients,
+                              timer=timer)
   timer = timer or base.Timer().__enter__()
   stacked = base.is_stacked(state)
   label_key, data_key = common.split_keys(key, stacked)
@@ -89,8 +110,50 @@ def relabel_and_train(state, data: base.UnlearnData, cfg, key, mask=None, *,
                      + extra_example_gradients)
 
 
+def forget_then_retain(state, data: base.UnlearnData, cfg, key, mask=None, *,
+                       allow_true_label: bool, info: Optional[dict] = None,
+                       extra_example_gradients: int = 0, timer: Optional[base.Timer] = None
+                       ) -> base.UnlearnResult:
+  """SalUn's RL order: per epoch e, a pass over D_f with labels redrawn from
+  `fold_in(label_key, e)`, then a pass over D_r; one optimizer (momentum shared by both)."""
+  timer = timer or base.Timer().__enter__()
+  stacked = base.is_stacked(state)
+  label_key, forget_key, retain_key = common.split_keys(key, stacked, 3)
+  b = int(cfg["batch_size"])
+  n_f, n_r = len(data.forget_x), len(data.retain_x)
+  b_f = min(b, n_f)
+  f_steps = base.steps_per_epoch(n_f, b_f, data)
+  r_steps = base.steps_per_epoch(n_r, b, data)
+  epochs = int(cfg["epochs"])
+  tx = base.optimizer(cfg, epochs * (f_steps + r_steps), mask, epoch_steps=f_steps + r_steps)
+  state = base.with_optimizer(state, tx, mask)
+  put = lambda a, dtype=None: replicate(jnp.asarray(a, dtype), data.mesh)
+  fx, rx, ry = put(data.forget_x), put(data.retain_x), put(data.retain_y, jnp.int32)
+  state = replicate(common.fresh_copy(state), data.mesh)  # steps donate their input
+  fold = jax.vmap(jax.random.fold_in, in_axes=(0, None)) if stacked else jax.random.fold_in
+  for epoch in range(epochs):
+    fy = put(random_labels(fold(label_key, epoch), data.forget_y, data.num_classes,
+                           allow_true_label, stacked))
+    shared, own = ({"x": fx}, {"y": fy}) if stacked else ({"x": fx, "y": fy}, None)
+    state = common.run_epoch(state, shared, own, key=forget_key, epoch=epoch, batch_size=b_f,
+                             step_fn=train_step, data=data)
+    state = common.run_epoch(state, {"x": rx, "y": ry}, None, key=retain_key, epoch=epoch,
+                             batch_size=b, step_fn=train_step, data=data)
+  info = dict(info or {}, forget_batch_size=b_f)
+  return base.result(state, timer, epochs=epochs, info=info,
+                     example_gradients=epochs * (f_steps * b_f + r_steps * b)
+                     + extra_example_gradients)
+
+
+def check_procedure(name: str, cfg) -> None:
+  """`procedure` of the relabeling methods."""
+  base.require(name, cfg.get("procedure", "union") in PROCEDURES,
+               f"procedure must be one of {', '.join(PROCEDURES)}, got {cfg.get('procedure')!r}")
+
+
 def check_config(cfg, data: base.UnlearnData | None = None) -> None:
   common.check_sgd_config("random_label", cfg)
+  check_procedure("random_label", cfg)
   if data is not None:
     common.check_forget("random_label", data)
     base.require("random_label", data.num_classes >= 2, "needs at least 2 classes")

@@ -14,6 +14,12 @@ Both Image Classification and Generation", ICLR 2024 (α = 0.5 is their common c
 
 Stacked states get one mask per model, computed from that model's own weights and BatchNorm
 statistics (`common.localization_masks`, the per-model localization `del` uses too).
+`procedure` is `random_label`'s (`forget_then_retain` is the public code's CIFAR-10/SVHN order).
+`decay_unmasked=True` applies the mask to the gradients before weight decay and momentum, as the
+public code did until "Fix weight decay (#33)" (OPTML-Group/Unlearn-Saliency a6e89fd, Feb 2026):
+non-salient parameters then still shrink by weight decay, as in the published runs; the default
+(False) keeps them bit-identical, as the fixed code does.
+
 `info["mask_fraction"]` records the fraction of parameters each model may change.
 """
 
@@ -21,17 +27,20 @@ from __future__ import annotations
 
 from unlearn_jax import masking
 from unlearn_jax.methods import base, common
-from unlearn_jax.methods.random_label import relabel_and_train
+from unlearn_jax.methods.random_label import check_procedure, relabel_and_train
 
 USES_FORGET = True
 DEFAULTS = dict(alpha=0.5, mask_batch_size=128, epochs=3, batch_size=64, learning_rate=0.01,
                 momentum=0.9, weight_decay=5e-4, schedule="cosine", final_lr_fraction=0.0,
-                allow_true_label=False)
+                allow_true_label=False, procedure="union", decay_unmasked=False)
 
 
 def check_config(cfg, data: base.UnlearnData | None = None) -> None:
   common.check_sgd_config("salun", cfg, batch_keys=("batch_size", "mask_batch_size"))
   common.check_alpha("salun", cfg["alpha"])
+  check_procedure("salun", cfg)
+  base.require("salun", isinstance(cfg["decay_unmasked"], bool),
+               f"decay_unmasked must be true or false, got {cfg['decay_unmasked']!r}")
   if data is not None:
     common.check_forget("salun", data)
 

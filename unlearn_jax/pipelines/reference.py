@@ -134,7 +134,7 @@ def train_reference(exp: Experiment, group: str) -> tuple[TrainState, dict]:
   steps = check_batch_size(t.batch_size, len(x), mesh)
   tx = make_optimizer(learning_rate=t.learning_rate, total_steps=t.epochs * steps,
                       momentum=t.momentum, weight_decay=t.weight_decay, schedule=t.schedule,
-                      final_lr_fraction=t.final_lr_fraction)
+                      final_lr_fraction=t.final_lr_fraction, epoch_steps=steps)
   init_keys, data_keys = experiment.group_keys(exp.group_seeds(group), group)
   state = create_train_state(exp.model, tx, init_keys, exp.dataset.image_shape)
   run_dir = exp.layout.group(group)
