@@ -10,6 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from experiments.configs import recipes
 from experiments.configs import unlearn as unlearn_config
 from unlearn_jax import io
 from unlearn_jax.pipelines import experiment, reference, unlearn, validate
@@ -116,7 +117,7 @@ def test_config_arguments():
   # Tuned per-dataset values override the module DEFAULTS for that dataset only.
   from unlearn_jax.methods import method_defaults
   mnist5k = unlearn_config.get_config("dataset=mnist5k")
-  for name, preset in unlearn_config.METHOD_PRESETS["mnist5k"].items():
+  for name, preset in recipes.METHOD_PRESETS["mnist5k"].items():
     for k, v in preset.items():
       assert mnist5k.method_configs[name][k] == v
   digits = unlearn_config.get_config("dataset=digits")

@@ -15,8 +15,12 @@ made by `experiments.train` is reused as is (its `original` and `oracle` groups 
 retrained).
 
 `method_configs.<name>` holds every hyperparameter of each configured method (its module's
-DEFAULTS, with the dataset's tuned values from `METHOD_PRESETS`), so any of them can be
-overridden on the command line, e.g. `--config.method_configs.finetune.epochs=5`.
+DEFAULTS with the values of the selected recipe, `recipe=fast` (default: our small-scale values,
+with the dataset's tuned `METHOD_PRESETS`) or `recipe=official` (the public code's procedure and
+numbers, each with its source; `experiments/configs/recipes.py`, table in docs/recipes.md)), so
+any of them can be overridden on the command line, e.g.
+`--config.method_configs.finetune.epochs=5`; the report names the recipe of every method and
+the fields changed from it (`recipe_values` keeps the recipe's own values).
 `single_gradient.visits` is set to the training epochs (n of Thudi et al.: how often D_f was
 visited). `retrain` is not in the default list: the `oracle` group already is the retrain
 oracle. Listing it trains a second, independent group of retrained models (fresh keys), with the
@@ -30,9 +34,11 @@ from __future__ import annotations
 import ml_collections
 from ml_collections import config_dict
 
+from experiments.configs import recipes
 from experiments.configs.common import base_config, parse_arg
 
-ARG_KEYS = ("dataset", "model", "width", "forget", "seeds", "oracle_seeds", "epochs", "setting", "methods")
+ARG_KEYS = ("dataset", "model", "width", "forget", "seeds", "oracle_seeds", "epochs", "setting",
+            "methods", "recipe")
 
 # Every registered method except `retrain` (the oracle group is the retrain oracle).
 DEFAULT_METHODS = ("finetune", "ga", "neggrad", "neggrad_plus", "random_label", "salun",
@@ -56,28 +62,10 @@ def parse_methods(value: str) -> tuple[str, ...]:
   return names
 
 
-# Per-dataset hyperparameters chosen by `python -m experiments.tune` (privacy goal, λ = 0.4, on
-# the validation split; commands and tables in docs/results/tuning_<dataset>/). They override the
-# module DEFAULTS (chosen on digits) for that dataset only.
-METHOD_PRESETS = {
-    "mnist5k": {
-        "ga": {"learning_rate": 0.001},
-        "neggrad": {"learning_rate": 0.001},
-        "single_gradient": {"learning_rate": 0.002},
-        "del": {"alpha": 0.05, "learning_rate": 0.05},
-    },
-    # docs/results/tuning_mnist1d/ (ssd and del: their defaults were selected)
-    "mnist1d": {
-        "ga": {"learning_rate": 0.001},
-        "neggrad": {"learning_rate": 0.002},
-        "single_gradient": {"learning_rate": 0.05},
-    },
-}
-
-
-def method_config(name: str, dataset: str | None = None) -> ml_collections.ConfigDict:
-  """The method's DEFAULTS, with the dataset's `METHOD_PRESETS`, as a ConfigDict (placeholders
-  for `retrain`'s recipe fields).
+def method_config(name: str, dataset: str | None = None, recipe: str = "fast"
+                  ) -> ml_collections.ConfigDict:
+  """The method's DEFAULTS with the values of `recipe` on `dataset` (`recipes.recipe_values`),
+  as a ConfigDict (placeholders for `retrain`'s recipe fields, which follow `config.train`).
 
   A module that cannot be imported yields an empty entry; running it then fails with the import
   error, recorded as that method's result.
@@ -90,8 +78,7 @@ def method_config(name: str, dataset: str | None = None) -> ml_collections.Confi
     defaults = dict(get_method(name).DEFAULTS)
   except ImportError:
     return ml_collections.ConfigDict({})
-  defaults.update(METHOD_PRESETS.get(dataset, {}).get(name, {}))
-  return ml_collections.ConfigDict(defaults)
+  return ml_collections.ConfigDict(recipes.recipe_values(name, dataset, recipe, defaults))
 
 
 def eval_config() -> ml_collections.ConfigDict:
@@ -144,11 +131,17 @@ def get_config(arg: str | None = None):
   methods = parse_methods(opts.pop("methods")) if "methods" in opts else DEFAULT_METHODS
   config = base_config(opts)
   config.methods = methods
-  config.method_configs = ml_collections.ConfigDict({m: method_config(m, config.data.name)
-                                                     for m in methods})
+  recipe = opts.get("recipe", "fast")
+  if recipe not in recipes.RECIPES:
+    raise ValueError(f"unknown recipe '{recipe}'; choose one of {', '.join(recipes.RECIPES)}")
+  config.recipe = recipe
+  config.method_configs = ml_collections.ConfigDict(
+      {m: method_config(m, config.data.name, recipe) for m in methods})
   if "visits" in config.method_configs.get("single_gradient", {}):
     # n of Thudi et al.: how often training visited D_f, i.e. the reference training's epochs
     config.method_configs.single_gradient.visits = config.train.epochs
+  # The recipe's own values, kept so the report can name the fields changed from it.
+  config.recipe_values = ml_collections.ConfigDict(config.method_configs.to_dict())
   config.eval = eval_config()
   config.tune = tune_config(methods)
   return config

@@ -20,6 +20,8 @@ Procedures (`procedure`):
       a pass over D_r with the true labels; a step after every batch of both passes. Redrawing
       per batch equals drawing fresh i.i.d. labels for every forget example in every epoch, which
       is how it is computed here (per model, from `fold_in(label_key, epoch)`).
+`decay_unmasked` (with a mask only): mask the gradients, not the updates, so that weight decay still
+shrinks masked-out parameters (`base.optimizer`; SalUn's code before Feb 2026).
 Both passes drop the last partial batch (reshuffled every epoch), as everywhere in this library;
 the PyTorch loaders keep it (drop_last=False).
 
@@ -44,7 +46,7 @@ from unlearn_jax.train import num_models, replicate, train_step
 USES_FORGET = True
 DEFAULTS = dict(epochs=3, batch_size=64, learning_rate=0.01, momentum=0.9, weight_decay=5e-4,
                 schedule="cosine", final_lr_fraction=0.0, allow_true_label=False,
-                procedure="union")
+                procedure="union", decay_unmasked=False)
 PROCEDURES = ("union", "forget_then_retain")
 
 
@@ -154,6 +156,8 @@ def check_procedure(name: str, cfg) -> None:
 def check_config(cfg, data: base.UnlearnData | None = None) -> None:
   common.check_sgd_config("random_label", cfg)
   check_procedure("random_label", cfg)
+  base.require("random_label", isinstance(cfg["decay_unmasked"], bool),
+               f"decay_unmasked must be true or false, got {cfg['decay_unmasked']!r}")
   if data is not None:
     common.check_forget("random_label", data)
     base.require("random_label", data.num_classes >= 2, "needs at least 2 classes")

@@ -265,6 +265,30 @@ def _diverged_from_logits(logits: Mapping[str, np.ndarray]) -> np.ndarray:
   return bad
 
 
+def recipe_of(config: Mapping[str, Any], name: str, used: Mapping[str, Any] | None) -> dict:
+  """`recipe`: the named recipe the method's hyperparameters came from (config `recipe`, `fast`
+  for workdirs recorded before recipes existed); `recipe_changes`: the fields whose value `used`
+  differs from the recipe's own (`config.recipe_values`), i.e. the command-line overrides."""
+  base = (config.get("recipe_values") or {}).get(name) or {}
+  changes = {k: v for k, v in (used or {}).items()
+             if k in base and base[k] is not None and _differs(v, base[k])}
+  return {"recipe": config.get("recipe") or "fast", "recipe_changes": changes}
+
+
+def _differs(a, b) -> bool:
+  if isinstance(a, (list, tuple)) or isinstance(b, (list, tuple)):
+    return list(a) != list(b)
+  return a != b
+
+
+def recipe_cell(g: dict) -> str:
+  """`official` or `official; changed: learning_rate=0.05`."""
+  changes = g.get("recipe_changes") or {}
+  text = g.get("recipe", "fast")
+  return text + ("; changed: " + ", ".join(f"{k}={v}" for k, v in changes.items())
+                 if changes else "")
+
+
 def evaluate_workdir(workdir, *, run_wall_s: float | None = None) -> dict:
   """Compute every metric from the saved logits and write the report files.
 
@@ -336,6 +360,8 @@ def evaluate_workdir(workdir, *, run_wall_s: float | None = None) -> dict:
              "cost": (record or {}).get("cost"),
              "cost_relative": _relative((record or {}).get("cost"), oracle_cost,
                                         len(diverged), len(loaded["oracle"][2]))}
+    if name not in REFERENCES:
+      entry.update(recipe_of(config, name, (record or {}).get("config")))
     if name == "oracle":
       entry.update(compare_to_oracle(oracle, oracle))
       entry["fq"] = {**ceiling, "note": "oracle vs oracle ceiling: " + ceiling.get("note", "")}
@@ -653,6 +679,13 @@ def to_markdown(results: dict) -> str:
                                   else g["status"])
       out.append(f"- **{g['group']}**: {g['status']} — {reason}")
     out.append("")
+  recipes = [[_label(g), recipe_cell(g)] for g in groups if g["kind"] == "method"]
+  if recipes:
+    out += ["## Recipes", "",
+            ("Where each method's hyperparameters come from: `fast` (our small-scale defaults) "
+             "or `official` (the public code's; docs/recipes.md), and the fields changed from "
+             "it; the values used are in results.json."), "",
+            _table(["method", "recipe"], recipes), ""]
   out += ["## Losses and other MIA features", "", details, "", "## Cost", "", cost, ""]
   if results.get("plots"):
     out += ["## Plots", ""]
@@ -664,7 +697,7 @@ def to_markdown(results: dict) -> str:
 def _csv_columns(results: dict) -> list[str]:
   keys = [f"{s}_{m}" for s in SPLITS for m in ("accuracy", "loss")]
   keys += ["mia_loss_lr", *(f"mia_svc_{f}" for f in results["eval"]["svc_features"]), "tow"]
-  cols = ["group", "status", "seeds", "diverged_seeds"]
+  cols = ["group", "status", "recipe", "seeds", "diverged_seeds"]
   for k in keys:
     cols += [f"{k}_mean", f"{k}_std"]
   for k in DELTA_METRICS:
@@ -682,7 +715,8 @@ def to_csv(results: dict) -> str:
   num = lambda v: "" if v is None or (isinstance(v, float) and math.isnan(v)) else repr(
       float(v)) if isinstance(v, float) else v
   for g in results["groups"].values():
-    row = {"group": g["group"], "status": g["status"], "seeds": len(g["seeds"]),
+    row = {"group": g["group"], "status": g["status"],
+           "recipe": recipe_cell(g) if g["kind"] == "method" else "", "seeds": len(g["seeds"]),
            "diverged_seeds": int(sum(g["diverged"])), "error": g.get("error") or ""}
     for k in g.get("mean", {}):
       row[f"{k}_mean"], row[f"{k}_std"] = num(g["mean"][k]), num(g["std"][k])
