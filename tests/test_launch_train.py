@@ -117,14 +117,15 @@ def test_unknown_dataset_and_model_fail_fast(tmp_path):
     experiment.setup(config, tmp_path / "c")
   config = train_config.get_config("dataset=digits")
   config.model.init = "xavier"
-  with pytest.raises(ValueError, match="config.model.init must be one of flax, torch"):
+  with pytest.raises(ValueError, match="config.model.init must be one of flax, torch, torchvision"):
     experiment.setup(config, tmp_path / "d")
   assert not any((tmp_path / d).exists() for d in "abcd")  # nothing written
 
 
 def test_model_presets_and_inits():
   config = train_config.get_config("dataset=cifar10")  # DEL's recipe: torchvision ResNet-18
-  assert (config.model.name, config.model.width, config.model.init) == ("resnet18", 1.0, "torch")
+  assert (config.model.name, config.model.width, config.model.init) == ("resnet18", 1.0,
+                                                                        "torchvision")
   assert "scale_stem" not in config.model
   config = train_config.get_config("dataset=digits,model=preact_resnet18")
   assert (config.model.width, config.model.scale_stem, config.model.init) == (0.125, True, "flax")

@@ -25,14 +25,14 @@ DATASET_PRESETS = {
     "mnist1d": dict(epochs=40, batch_size=64, learning_rate=0.1, model="mlp", weight_decay=0.0,
                     model_axis="vmap"),
     # DEL §7 recipe (CIFAR-10 / SVHN): SGD momentum 0.9, wd 0, batch 128, lr 0.1, cosine, 30 epochs,
-    # on DEL's and SalUn's post-activation ResNet-18 started as PyTorch starts it (init="torch":
-    # DEL's Reset draws θ0 from it).
-    "cifar10": dict(epochs=30, batch_size=128, learning_rate=0.1, model="resnet18", init="torch",
-                    weight_decay=0.0),
-    "cifar100": dict(epochs=30, batch_size=128, learning_rate=0.1, model="resnet18", init="torch",
-                     weight_decay=0.0),
+    # on DEL's and SalUn's post-activation ResNet-18 started as torchvision starts it
+    # (init="torchvision": DEL's Reset draws θ0 from it; docs/recipes_sources.md §12).
+    "cifar10": dict(epochs=30, batch_size=128, learning_rate=0.1, model="resnet18",
+                    init="torchvision", weight_decay=0.0),
+    "cifar100": dict(epochs=30, batch_size=128, learning_rate=0.1, model="resnet18",
+                     init="torchvision", weight_decay=0.0),
     "svhn_cropped": dict(epochs=30, batch_size=128, learning_rate=0.1, model="resnet18",
-                         init="torch", weight_decay=0.0),
+                         init="torchvision", weight_decay=0.0),
 }
 _GENERIC = dict(epochs=30, batch_size=128, learning_rate=0.1, model="resnet18")
 DEFAULT_DATASET = "mnist1d"

@@ -15,9 +15,12 @@ Models (each with width multiplier `width`, `norm` batch/group/none except 'vit'
                    no max-pool: the model of DEL, SalUn and Unrolling SGD on CIFAR
   preact_resnet18  pre-activation ResNet-18: the width-sweep studies' model (Alon & Dar)
   vit              small ViT (DEL uses a ViT on SVHN)
-`init`: 'flax' (Flax's defaults: LeCun-normal kernels, zero biases) or 'torch' (torch.nn Conv2d /
-Linear defaults, `layers.torch_uniform`: what the PyTorch papers' fresh models, and DEL's Reset
-θ0, start from).
+`init`: 'flax' (Flax's defaults: LeCun-normal kernels, zero biases), 'torch' (torch.nn Conv2d /
+Linear defaults, `layers.torch_uniform`) or 'torchvision' (as torchvision's ResNet constructor
+leaves them: convolutions Kaiming-normal fan_out, BatchNorm 1/0, the classifier torch.nn's
+default; in `resnet18` the stem keeps torch.nn's default, since DEL-Unlearning replaces conv1
+after construction). DEL's Reset draws θ0 from its fresh torchvision ResNet-18, so the official
+CIFAR recipe uses 'torchvision' (docs/recipes_sources.md §12).
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ import jax
 import jax.numpy as jnp
 
 NORMS = ("batch", "group", "none")
-INITS = ("flax", "torch")
+INITS = ("flax", "torch", "torchvision")
 
 
 def scaled(base: int, width: float) -> int:
@@ -48,14 +48,29 @@ def torch_uniform(fan_in: int):
   return init
 
 
-def initializers(init: str, fan_in: int) -> dict:
+def kaiming_normal_fan_out(fan_out: int):
+  """N(0, 2 / fan_out): `nn.init.kaiming_normal_(w, mode="fan_out", nonlinearity="relu")`, what
+  torchvision's ResNet constructor applies to every Conv2d it creates (fan_out = k·k·out)."""
+  std = math.sqrt(2.0 / fan_out)
+
+  def init(key, shape, dtype=jnp.float32):
+    return std * jax.random.normal(key, shape, dtype)
+
+  return init
+
+
+def initializers(init: str, fan_in: int, fan_out: int | None = None) -> dict:
   """kernel_init/bias_init keyword arguments of a layer with `fan_in` inputs per output.
 
-  'flax': none (Flax's defaults: LeCun-normal kernels, zero biases); 'torch': `torch_uniform`.
+  'flax': none (Flax's defaults: LeCun-normal kernels, zero biases); 'torch': `torch_uniform`
+  (torch.nn's layer defaults); 'torchvision': as torchvision's ResNet starts, convolutions
+  (given `fan_out`) `kaiming_normal_fan_out` with zero biases, dense layers torch.nn's default.
   """
   if init == "flax":
     return {}
-  if init == "torch":
+  if init == "torchvision" and fan_out is not None:
+    return dict(kernel_init=kaiming_normal_fan_out(fan_out), bias_init=nn.initializers.zeros)
+  if init in ("torch", "torchvision"):
     return dict(kernel_init=torch_uniform(fan_in), bias_init=torch_uniform(fan_in))
   raise ValueError(f"unknown init '{init}'; choose one of {', '.join(INITS)}")
 
@@ -68,7 +83,7 @@ def conv(x, features: int, kernel: int, *, init: str, name: str, stride: int = 1
   """
   return nn.Conv(features, (kernel, kernel), strides=(stride, stride), padding=padding,
                  use_bias=use_bias, name=name,
-                 **initializers(init, kernel * kernel * x.shape[-1]))(x)
+                 **initializers(init, kernel * kernel * x.shape[-1], kernel * kernel * features))(x)
 
 
 def dense(x, features: int, *, init: str, name: str):

@@ -12,8 +12,9 @@ average pool and a dense classifier; `width` (k) scales every stage.
   studies (deep double descent; Alon & Dar, §2 of `30-overparam.md`) use it. `scale_stem=False`
   keeps its stem at 64 channels as in Alon & Dar's sweeps.
 
-Convolutions have no bias (as torchvision's); `param_init` chooses Flax's or torch.nn's
-initializers (`layers.initializers`).
+Convolutions have no bias (as torchvision's); `param_init` chooses Flax's, torch.nn's or
+torchvision's initializers (`layers.initializers`; 'torchvision' keeps torch.nn's default for the
+stem of `ResNet`, which DEL's code swaps in after construction).
 """
 
 from __future__ import annotations
@@ -60,7 +61,9 @@ class ResNet(nn.Module):
 
   @nn.compact
   def __call__(self, x, train: bool = False):
-    x = conv(x, scaled(self.base_widths[0], self.width), 3, use_bias=False, init=self.param_init,
+    # DEL replaces torchvision's conv1 after construction: the stem keeps torch.nn's default
+    stem_init = "torch" if self.param_init == "torchvision" else self.param_init
+    x = conv(x, scaled(self.base_widths[0], self.width), 3, use_bias=False, init=stem_init,
              name="stem")
     x = nn.relu(Norm(self.norm, name="stem_norm")(x, train))
     for s, (blocks, base) in enumerate(zip(self.stage_sizes, self.base_widths)):
