@@ -149,6 +149,11 @@ CASES = [
     # experiments.unlearn: methods and their hyperparameters, evaluation settings.
     Case("unknown method", "unlearn", (f"--config={CONFIGS / 'unlearn.py'}:methods=nosuch",),
          "unknown unlearning method"),
+    Case("unknown recipe", "unlearn", (f"--config={CONFIGS / 'unlearn.py'}:recipe=paper",),
+         "unknown recipe"),
+    Case("unknown RL procedure", "unlearn",
+         ("--config.method_configs.random_label.procedure=salun",), "procedure",
+         tuple(unlearn_with("random_label"))),
     Case("unknown method hyperparameter", "unlearn",
          ("--config.method_configs.finetune.epochs_typo=1",), "epochs_typo", U),
     Case("method learning rate negative", "unlearn",
