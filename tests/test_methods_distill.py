@@ -32,7 +32,7 @@ UNLEARN_KEYS = ((10,), (11,))
 # single_gradient: its old form (inference-mode gradient at θ*, no |D_f|/B factor); the fixed
 # form is tested in tests/test_single_gradient.py.
 TEST_CONFIGS = {"scrub": None, "bad_teacher": None,
-                "single_gradient": dict(form="old", reference="trained"),
+                "single_gradient": dict(form="old", reference="trained", learning_rate=0.1),
                 "ssd": dict(selection=6.0, dampening=1.5)}
 
 

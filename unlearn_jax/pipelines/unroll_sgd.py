@@ -20,6 +20,7 @@ Stages (`20-unroll.md` §6, the public code's `correlation_verification.py` at o
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 from pathlib import Path
@@ -208,9 +209,14 @@ def seed_steps(config, n: int, seed: int):
   return idx[:t], forget[:t], jax.random.fold_in(key, 2)
 
 
+@functools.lru_cache(maxsize=None)
+def _stacked_logits(apply_fn):
+  return jax.jit(jax.vmap(lambda p, s, xb: apply_fn(p, s, xb, False)[0], in_axes=(0, 0, None)))
+
+
 def _test_accuracy(model, params, model_state, x, y, batch: int) -> np.ndarray:
   """Test accuracy of N stacked models (inference mode)."""
-  fn = jax.jit(jax.vmap(lambda p, s, xb: model.apply(p, s, xb, False)[0], in_axes=(0, 0, None)))
+  fn = _stacked_logits(model.apply)
   correct = 0
   for i in range(0, len(x), batch):
     logits = fn(params, model_state, jnp.asarray(x[i:i + batch]))
@@ -543,7 +549,7 @@ def write_plots(plots: Path, pts: Mapping[str, np.ndarray], records, config) -> 
   ax.legend(fontsize=6, ncol=2, markerscale=2)
   fig.savefig(plots / "scatter.png", dpi=110, bbox_inches="tight")
 
-  fig = _figure(figsize=(11, 7))
+  fig = _figure(figsize=(11, 7), layout="constrained")
   lam0 = min(records)
   r = records[lam0]
   steps = {k[6:]: v for k, v in r.items() if k.startswith("steps_")}
@@ -553,7 +559,8 @@ def write_plots(plots: Path, pts: Mapping[str, np.ndarray], records, config) -> 
   t = e["t"]
   panels = [("‖w_t − w_0‖", steps["delta_w"]), ("σ (at w_t)", e["sigma"]),
             ("unlearning error e (rolling dashed)", e["e"]),
-            ("verification error: single gradient (solid), nothing (dashed)", steps["ver_sg"])]
+            ("verification error: single gradient (solid), momentum-aware (dotted), nothing "
+             "(dashed)", steps["ver_sg"])]
   for p, (title, val) in enumerate(panels):
     ax = fig.add_subplot(2, 2, p + 1)
     for i, lr in enumerate(lrs):
@@ -563,6 +570,7 @@ def write_plots(plots: Path, pts: Mapping[str, np.ndarray], records, config) -> 
         ax.plot(t, e["e_rolling"][m].mean(0), color=colors[i % len(colors)], ls="--")
       if p == 3:
         ax.plot(t, steps["ver_none"][m].mean(0), color=colors[i % len(colors)], ls="--")
+        ax.plot(t, steps["ver_sg_momentum"][m].mean(0), color=colors[i % len(colors)], ls=":")
     ax.set_title(title, fontsize=9)
     ax.set_xlabel("step t")
     if p >= 2:
@@ -572,7 +580,7 @@ def write_plots(plots: Path, pts: Mapping[str, np.ndarray], records, config) -> 
   fig.suptitle(f"per-step curves at λ = {lam0:g} (mean over seeds)", fontsize=10)
   fig.savefig(plots / "curves.png", dpi=110, bbox_inches="tight")
 
-  fig = _figure(figsize=(10, 3.6))
+  fig = _figure(figsize=(10, 3.6), layout="constrained")
   ax1, ax2 = fig.add_subplot(1, 2, 1), fig.add_subplot(1, 2, 2)
   for i, lr in enumerate(lrs):
     ver, acc = [], []
