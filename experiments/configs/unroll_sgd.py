@@ -52,8 +52,10 @@ def get_config(arg: str | None = None):
       seed=0,                  # initialization and data order (shared by every λ)
   ))
   config.sweep = ml_collections.ConfigDict(dict(
-      lambdas=(0.0, 1.0) if quick else (0.0, 1.0, 10.0, 100.0),  # SD-loss λ (pretrain + unroll)
-      learning_rates=(0.05,) if quick else (0.01, 0.05, 0.1),    # constant η of the fine-tuning
+      # SD-loss λ (pretraining and fine-tuning); λ = 100 collapses this MLP to chance (10 %)
+      lambdas=(0.0, 1.0) if quick else (0.0, 1.0, 5.0, 10.0, 20.0),
+      # constant η of the fine-tuning: the public code's 0.01 and 0.1 and the decade below
+      learning_rates=(0.05,) if quick else (0.001, 0.003, 0.01, 0.03, 0.1),
       seeds=(0, 1) if quick else (0, 1, 2),
       batch_size=32,           # B = |B*|
       epochs=1,                # fine-tuning epochs (B* at the front of each; n = epochs)
