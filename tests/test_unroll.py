@@ -273,3 +273,32 @@ def test_unlearning_errors_match_a_python_loop(setup):
   np.testing.assert_allclose(dc[4], np.linalg.norm(w[4] - w[3]), rtol=1e-5)
   np.testing.assert_allclose(dc[3], np.linalg.norm(w[3] - np.asarray(U.flatten(setup["params"]))),
                              rtol=1e-5)
+
+
+def test_python_driver_vmapped_equals_scan_on_a_linear_model():
+  """The chunked Python driver under vmap (over η and seeds) gives the scan driver's records."""
+  rng = np.random.default_rng(3)
+  x = jnp.asarray(rng.normal(size=(48, 4)), jnp.float32)
+  y = jnp.asarray(rng.normal(size=(48, 2)), jnp.float32)
+  apply_fn = lambda p, s, xb, train: (xb @ p["w"], s)
+  mse = lambda pred, target, lam: 0.5 * jnp.mean(jnp.sum(jnp.square(pred - target), -1))
+  u = U.make_unroll(apply_fn, objective=mse, momentum=0.5, record="every", every=2,
+                    checkpoint_every=2, sigma=True, inner_unroll=True)
+  n = 2
+  params = {"w": jnp.asarray(rng.normal(size=(n, 4, 2)), jnp.float32)}
+  idx = jnp.stack([jnp.asarray(rng.permutation(48)[:48].reshape(6, 8)) for _ in range(n)])
+  steps = dict(idx=idx, forget=jnp.zeros((n, 6), bool).at[:, 0].set(True),
+               lr=jnp.asarray([[0.1] * 6, [0.3] * 6], jnp.float32))
+  data = dict(x=x, y=y, hx=x[:16], hy=y[:16])
+  keys = jnp.stack([jax.random.PRNGKey(0), jax.random.PRNGKey(1)])
+  args = (params, {}, steps, data, jnp.zeros(n), keys)
+  scan = U.drive(u, *args, in_axes=(0, None, 0, None, 0, 0))
+  py = U.drive(u, *args, in_axes=(0, None, 0, None, 0, 0), driver="python")
+  for part in ("steps", "chunks"):
+    for k, v in scan[part].items():
+      np.testing.assert_allclose(py[part][k], v, rtol=1e-5, atol=1e-7, err_msg=k)
+  assert scan["chunks"]["w"].shape == (n, 3, 8)
+  # the Hessian of this least-squares loss is (X^T X / m) ⊗ I: its top eigenvalue, by numpy
+  hx = np.asarray(x[:16], np.float64)
+  np.testing.assert_allclose(scan["chunks"]["eigenvalue"], np.linalg.eigvalsh(hx.T @ hx / 16)[-1],
+                             rtol=1e-3)
