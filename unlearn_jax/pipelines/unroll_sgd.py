@@ -546,7 +546,7 @@ def write_plots(plots: Path, pts: Mapping[str, np.ndarray], records, config) -> 
   ax.set_xlabel("unlearning error e = η²/2 · t · ‖w_t − w_0‖ · σ")
   ax.set_ylabel("verification error (single gradient)")
   ax.grid(alpha=0.3)
-  ax.legend(fontsize=6, ncol=2, markerscale=2)
+  ax.legend(fontsize=5.5, ncol=3, markerscale=2)
   fig.savefig(plots / "scatter.png", dpi=110, bbox_inches="tight")
 
   fig = _figure(figsize=(11, 7), layout="constrained")
