@@ -29,7 +29,10 @@ UNLEARN_KEYS = ((10,), (11,))
 # Per-method overrides for the digits test (None: the module DEFAULTS). SSD's reference a = 10
 # selects (almost) nothing for a 10 % iid forget set of digits, whose forget importances are
 # close to the whole set's; a = 6, λ = 1.5 dampens about 1-4 % of the parameters.
-TEST_CONFIGS = {"scrub": None, "bad_teacher": None, "single_gradient": None,
+# single_gradient: its old form (inference-mode gradient at θ*, no |D_f|/B factor); the fixed
+# form is tested in tests/test_single_gradient.py.
+TEST_CONFIGS = {"scrub": None, "bad_teacher": None,
+                "single_gradient": dict(form="old", reference="trained", learning_rate=0.1),
                 "ssd": dict(selection=6.0, dampening=1.5)}
 
 
@@ -274,7 +277,7 @@ def _direct_forget_grad(model, state, x, y):
 def test_single_gradient_equals_theta_plus_n_eta_grad(setup):
   state, data, model = setup["state"], setup["data"], setup["model"]
   res = _result("single_gradient", setup)
-  cfg = single_gradient.DEFAULTS
+  cfg = {**single_gradient.DEFAULTS, **TEST_CONFIGS["single_gradient"]}
   scale = cfg["learning_rate"] * cfg["visits"]
   for i in range(2):
     one = unstack(state, i)
@@ -296,6 +299,7 @@ def test_single_gradient_mask_and_initial_reference(setup):
   mask = jax.tree_util.tree_map(lambda a: jnp.asarray(rng.random(a.shape) < 0.5), state.params)
   init = create_train_state(model, optax.identity(), _keys(), data.image_shape)
   res = single_gradient.unlearn(state, data, {**single_gradient.DEFAULTS, "visits": 15,
+                                              "learning_rate": 0.1, "form": "old",
                                               "reference": "initial"}, _keys(), mask=mask,
                                 reference_state=init)
   for i in range(2):
