@@ -546,9 +546,13 @@ def run_del_localization(config, workdir) -> dict:
   workdir = Path(workdir).absolute()
   hparams = check_config(config)
   cells = plan_cells(config)
+  from unlearn_jax.pipelines import validate  # noqa: PLC0415
+
   for kind in config.forget_kinds:  # every reference config checked before anything is written
-    from unlearn_jax.pipelines import validate  # noqa: PLC0415
-    validate.plan(kind_config(config, kind))
+    try:
+      validate.plan(kind_config(config, kind))
+    except ConfigError as e:  # its fields live under config.reference here
+      raise ConfigError(str(e).replace("config.", "config.reference.")) from None
   experiment.check_workdir_path(workdir)
   workdir.mkdir(parents=True, exist_ok=True)
   io.atomic_write_json(workdir / "config.json", config)
