@@ -65,13 +65,19 @@ def test_conv_dense_attention_channels_and_global_top_alpha_by_hand():
   # global top-α over the whole tree: P = 6 + 3 + 4 + 8 + 6 = 27, floor(0.3·27) = 8 elements
   m = localize.global_top_fraction_mask(mean, 0.3)
   assert masking.mask_count(m) == 8
-  # the 8 largest aggregated scores: q head (1,1) [5, 5], conv bias 5, conv ch0 [5, 5] (ties
-  # broken toward the lower flat index), dense col 1 [4, 4] and conv ch1 [4, 4] tie at 4: the
-  # leaves are ordered att, conv, dense, embedding, so conv's 4s come first
+  # the 8 largest aggregated scores: five 5s (q channel (1,1) x2, conv channel 0 x2, conv bias
+  # 0), then three of the four 4s (conv channel 1 x2, dense column 1 x2): ties go to the lower
+  # flat index, leaves in tree order att, conv/bias, conv/kernel, dense, embedding, so conv's
+  # two and the first entry of dense column 1
   np.testing.assert_array_equal(m["att"]["query"]["kernel"][:, 1, 1], [True, True])
+  assert m["att"]["query"]["kernel"].sum() == 2
   np.testing.assert_array_equal(m["conv"]["bias"], [True, False, False])
   np.testing.assert_array_equal(m["conv"]["kernel"][:, 0, 0], [[True, True, False]] * 2)
-  assert not m["dense"]["kernel"].any() and not m["embedding"].any()
+  np.testing.assert_array_equal(m["dense"]["kernel"], [[False, True], [False, False]])
+  assert not m["embedding"].any()
+  assert all(np.array_equal(u, v) for u, v in zip(  # same inputs, same mask
+      jax.tree_util.tree_leaves(m), jax.tree_util.tree_leaves(
+          localize.global_top_fraction_mask(localize.aggregate_channels(tree, "all"), 0.3))))
 
 
 def test_random_strategies_hit_the_budget_exactly_and_are_deterministic():
@@ -120,9 +126,9 @@ def test_forward_order_and_shallowest_deepest_whole_layers():
   assert not sh["classifier"]["kernel"].any()
   de = localize.layer_depth_mask(params, 0.3, order, "deepest")
   assert masking.mask_count(de) == 51
-  assert de["classifier"]["kernel"].all() and de["classifier"]["bias"].all()  # 36 + 4 = 40
+  assert de["classifier"]["kernel"].all() and de["classifier"]["bias"].all()  # 32 + 4 = 36
   assert de["norm1"]["BatchNorm_0"]["scale"].sum() == 8 and de["norm1"]["BatchNorm_0"][
-      "bias"].sum() == 3  # the layer norm1 straddles the budget (11 more elements)
+      "bias"].sum() == 7  # the layer norm1 straddles the budget (15 more elements)
   assert not de["dense0"]["kernel"].any()
   with pytest.raises(ValueError, match="side"):
     localize.layer_depth_mask(params, 0.3, order, "middle")

@@ -37,6 +37,10 @@ from typing import Any, Callable, Iterable, Iterator
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.extend import core as jcore
+
+from unlearn_jax import pex
+from unlearn_jax.masking import keypath_str
 
 __all__ = [
   "CRITERIA",
@@ -192,6 +196,8 @@ def channel_top_h(top_h: str | float, c_out: int, row_length: int) -> int:
 # Leaf names that hold one value per unit of their layer (biases, norm scales/offsets): they keep
 # their element scores whatever their rank (e.g. an attention bias `[heads, head_dim]`).
 ELEMENTWISE_LEAVES = ("bias", "scale", "offset", "mean", "var")
+# Leaf names of embedding tables (`nn.Embed`: `[num_embeddings, features]`, one unit per row).
+EMBEDDING_LEAVES = ("embedding",)
 # Path components of Flax attention projections whose kernels are `[in, heads, head_dim]`.
 ATTENTION_INPUT_PROJECTIONS = ("query", "key", "value")
 
@@ -206,11 +212,11 @@ def channel_layout(path: tuple | str, shape: tuple) -> tuple[str, int]:
     or norm parameter (`ELEMENTWISE_LEAVES`, e.g. an attention bias `[heads, head_dim]`);
   * `("trailing", 2)`: Flax attention query/key/value kernels `[in, heads, head_dim]`, whose
     heads·head_dim output units are the last two axes;
-  * `("leading", 1)`: every other tensor that is not a Flax `kernel` (Flax transposes only
-    kernels, so these are laid out as in PyTorch): embedding-like tensors (`cls_token`,
-    `pos_embed` `[1, tokens, dim]`, an embedding table `[vocab, dim]`), viewed as the official
-    `view(shape[0], -1)`;
-  * `("trailing", 1)`: every other kernel: conv kernels `[kh, kw, C_in, C_out]`, dense kernels
+  * `("leading", 1)`: embedding-like tensors, laid out as in PyTorch (Flax transposes only
+    kernels): a leading axis of 1 (`cls_token`, `pos_embed` `[1, tokens, dim]`) or an
+    embedding table (`EMBEDDING_LEAVES`, `[vocab, dim]`: one unit per row), viewed as the
+    official `view(shape[0], -1)`;
+  * `("trailing", 1)`: every other tensor: conv kernels `[kh, kw, C_in, C_out]`, dense kernels
     `[in, out]`, the attention output kernel `[heads, head_dim, out]`: the last axis.
   """
   parts = [str(p) for p in (path.split("/") if isinstance(path, str) else
@@ -222,8 +228,8 @@ def channel_layout(path: tuple | str, shape: tuple) -> tuple[str, int]:
   if len(shape) == 3 and leaf == "kernel" and any(p in ATTENTION_INPUT_PROJECTIONS
                                                   for p in parts[:-1]):
     return "trailing", 2
-  if leaf != "kernel":
-    # not a Flax kernel, so laid out as in PyTorch: the official view(shape[0], -1)
+  if leaf != "kernel" and (shape[0] == 1 or leaf in EMBEDDING_LEAVES):
+    # laid out as in PyTorch (Flax transposes only kernels): the official view(shape[0], -1)
     # (cls_token / pos_embed `[1, ...]`: one channel; an embedding table: one per row)
     return "leading", 1
   return "trailing", 1
@@ -411,8 +417,6 @@ def per_example_scores(
   Returns:
     Float32 scores with the structure (and model axis) of ``params``.
   """
-  from unlearn_jax import pex  # noqa: PLC0415 - pex imports nothing of ours; keep import light
-
   _check_criterion(criterion)
   if aggregation not in AGGREGATIONS:
     raise ValueError(f"unknown aggregation {aggregation!r}; valid: {', '.join(AGGREGATIONS)}")
@@ -480,8 +484,6 @@ def random_mask(params: PyTree, alpha: float, key: jax.Array, granularity: str =
 def _walk_first_use(jaxpr, env: dict, first: dict, counter: list) -> None:
   """Record, for every input leaf, the index of the first equation (in program order, nested
   calls expanded) that reads it."""
-  from jax.extend import core as jcore  # noqa: PLC0415
-
   for eqn in jaxpr.eqns:
     subs = [v for v in eqn.params.values() if isinstance(v, (jcore.ClosedJaxpr,
                                                                jcore.Jaxpr))]
@@ -511,8 +513,6 @@ def forward_order(forward_fn: Callable[[PyTree], Any], params: PyTree) -> list[s
   traced once (``jax.make_jaxpr``, nothing runs); leaves it never reads come last, in tree
   order. Model-agnostic: this is how ``shallowest`` / ``deepest`` know the depth of a layer.
   """
-  from unlearn_jax.masking import keypath_str  # noqa: PLC0415
-
   leaves = jax.tree_util.tree_flatten_with_path(params)[0]
   closed = jax.make_jaxpr(forward_fn)(params)
   invars = closed.jaxpr.invars[: len(leaves)]
@@ -538,8 +538,6 @@ def layer_depth_mask(params: PyTree, alpha: float, order: list[str], side: str =
   in output-channel order (whole channels of its leaves in ``order``, then part of one), so the
   mask has exactly floor(α·P) elements like every other strategy.
   """
-  from unlearn_jax.masking import keypath_str  # noqa: PLC0415
-
   if side not in ("shallowest", "deepest"):
     raise ValueError(f"side must be 'shallowest' or 'deepest', got {side!r}")
   _check_alpha(alpha)
@@ -583,8 +581,6 @@ def critical_units(params: PyTree, exclude: Callable[[str], bool] | None = None
   parameters, excluded layers) get id U. ``exclude(path)`` leaves out whole layers (e.g. the
   classifier, whose units are the logits themselves).
   """
-  from unlearn_jax.masking import keypath_str  # noqa: PLC0415
-
   leaves, treedef = jax.tree_util.tree_flatten_with_path(params)
   paths = [keypath_str(p) for p, _ in leaves]
   ids: list[np.ndarray | None] = [None] * len(leaves)
@@ -687,8 +683,6 @@ def critmem_mask(
     (bool mask of params' structure, info with ``units``, ``units_selected``, ``flipped``,
     ``not_flipped``, ``already_wrong``, ``fraction``).
   """
-  from unlearn_jax import pex  # noqa: PLC0415
-
   unit_ids, num_units = critical_units(params, exclude)
   if num_units == 0:
     raise ValueError("critmem: the parameters have no kernel-like leaf to take units from")

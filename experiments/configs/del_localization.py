@@ -43,6 +43,9 @@ def get_config(arg: str | None = None):
   config = ml_collections.ConfigDict()
   config.reference = reference
   config.forget_kinds = kinds
+  # non-IID forget set: this fraction of the examples of `reference.forget.classes` (2 and 5);
+  # DEL takes half of them (5,000 of CIFAR-10's 10,000), i.e. 10 % of the training set
+  config.non_iid_fraction = 0.5
   config.parts = parts
   config.alpha = 0.3                     # DEL's budget (parts b-e)
   config.budgets = (0.1, 0.2, 0.3, 0.5)  # part a

@@ -53,7 +53,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from unlearn_jax import io, localize, masking, metrics, pex
-from unlearn_jax.errors import ConfigError
+from unlearn_jax.errors import ConfigError, UserError
 from unlearn_jax.methods import check_method_config, run_method
 from unlearn_jax.models import init_model
 from unlearn_jax.pipelines import experiment, reference, report
@@ -194,6 +194,9 @@ def check_config(config) -> dict[str, dict]:
     localize.channel_top_h(loc.top_h, 10, 10)
   except ValueError as e:
     raise ConfigError(f"config.localization.top_h: {e}") from None
+  f = config.non_iid_fraction
+  if isinstance(f, bool) or not isinstance(f, (int, float)) or not 0 < f <= 1:
+    fail("non_iid_fraction", "a number in (0, 1]", f, 0.5)
   if not isinstance(loc.classifier, str) or not loc.classifier:
     fail("localization.classifier", "a layer name", loc.classifier, "classifier")
   for field in ("chunk_size", "critmem_max_steps", "critmem_chunk_size", "official_batch_size"):
@@ -219,6 +222,8 @@ def kind_config(config, kind: str):
   ref = config.reference.copy_and_resolve_references()
   ref.unlock()
   ref.forget.kind = kind
+  if kind == "non_iid":  # DEL: half of the two classes' examples (5,000 of CIFAR's 10,000)
+    ref.forget.fraction = float(config.non_iid_fraction)
   for key in ("progress", "deterministic", "matmul_precision", "compilation_cache"):
     if key in config:
       ref[key] = config[key]
@@ -404,6 +409,9 @@ def run_cell(exp, name: str, cell: Mapping, hp: dict, original, data, splits, ma
 def summarize_cell(record: Mapping, oracle: dict, ref_conf: np.ndarray, oracle_cost: Mapping,
                    num_oracle: int) -> dict:
   """Mean ± std, Δ to the oracle, ToW, FQ and relative cost of one cell (kept seeds only)."""
+  if record.get("status") != "done":
+    return {"cell": record["cell"], "status": "failed", "error": record.get("error"),
+            "diverged": 0}
   diverged = np.asarray(record["diverged"], bool)
   per_seed = [None if d else m for m, d in zip(record["per_seed"], diverged)]
   entry = report.evaluate_group(per_seed)
@@ -516,8 +524,12 @@ def run_kind(config, kind: str, workdir: Path, hparams: dict, cells: dict, bar, 
         record = None
     if record is None:
       bar.set_postfix_str(f"{kind} {name}")
-      mask, info = get_mask(cell["strategy"], cell["alpha"])
-      record = run_cell(exp, name, cell, hp, original_state, data, splits, mask, info, ev)
+      try:
+        mask, info = get_mask(cell["strategy"], cell["alpha"])
+        record = run_cell(exp, name, cell, hp, original_state, data, splits, mask, info, ev)
+      except UserError as e:  # one cell's bad fit (e.g. a batch larger than D_f) is reported
+        record = {"cell": name, "status": "failed", "error": f"{type(e).__name__}: {e}",
+                  "diverged": [], "per_seed": [], "conf": []}
       record["key"] = spec_key
       io.atomic_write_json(path, record)
     summaries[name] = summarize_cell(record, oracle, ref_conf, costs["oracle"], n_oracle)
@@ -1001,6 +1013,11 @@ def write_report(workdir: Path, config, results: Mapping, overlaps: Mapping, hpa
     lines += ["Masks of the IID and the non-IID forget set (same original models), Jaccard "
               "overlap per seed: " + "; ".join(f"{s} " + ", ".join(f"{v:.2f}" for v in o)
                                                 for s, o in overlaps.items()), ""]
+  failed = [(k, n, c.get("error")) for k, r in results.items() for n, c in r["cells"].items()
+            if c.get("status") == "failed"]
+  if failed:
+    lines += ["## Failed cells", "", _table(["forget set", "cell", "error"],
+                                            [[k, n, e] for k, n, e in failed]), ""]
   claims = check_claims(results, alpha, tol)
   lines += ["## Headline claims (`10-del.md` §7) at our scale", "",
             _table(["forget set", "claim", "held?", "measured"],
