@@ -95,3 +95,10 @@ def test_per_example_aggregation_differs_and_options_are_checked(setup):
         jax.tree_util.tree_leaves(per), jax.tree_util.tree_leaves(ref)))
     total = sum(int(np.size(a)) for a in jax.tree_util.tree_leaves(per))
     assert same >= total - 2 * 64  # equal up to float ties at the channel on the budget's edge
+
+
+def test_official_recipe_is_a_valid_config():
+  from unlearn_jax.methods.del_ import RECIPES
+  cfg = check_method_config("del", RECIPES["official"])
+  assert cfg["mask_drop_last"] and cfg["mask_batch_size"] == 128 and cfg["epochs"] == 30
+  assert cfg["learning_rate"] == 0.015 and cfg["final_lr_fraction"] == 0.01
