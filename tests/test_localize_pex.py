@@ -85,7 +85,7 @@ def test_random_strategies_hit_the_budget_exactly_and_are_deterministic():
   params, _ = init_model(model, jax.random.PRNGKey(0), (8, 8, 1))
   p = sum(int(np.size(l)) for l in jax.tree_util.tree_leaves(params))
   for gran in ("param", "channel"):
-    for alpha in (0.05, 0.1, 0.29, 0.3, 0.5, 1.0):
+    for alpha in (0.05, 0.29, 1.0):
       m = localize.random_mask(params, alpha, jax.random.PRNGKey(1), gran)
       assert masking.mask_count(m) == localize.budget_count(alpha, p)
     a = localize.random_mask(params, 0.3, jax.random.PRNGKey(1), gran)

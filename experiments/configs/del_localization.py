@@ -74,7 +74,7 @@ def get_config(arg: str | None = None):
   if quick:
     config.forget_kinds = kinds
     config.budgets = (0.3,)
-    config.strategies = ("del", "salloc", "random_param", "critmem")
+    config.strategies = ("del", "random_param", "critmem")
     config.algorithms = ("reset_finetune", "random_label")
     config.ablation.granularities = ("channel",)
     config.ablation.criteria = ("weighted_grad",)

@@ -686,7 +686,7 @@ def _plot_layers(path, kind_results: Mapping, alpha: float) -> str | None:
   for k, kind in enumerate(kinds):
     ax = fig.add_subplot(1, len(kinds), k + 1)
     masks = {n: m for n, m in kind_results[kind]["masks"].items()
-             if n.endswith(f"@{alpha:g}") or n.endswith("@own")}
+             if (n.endswith(f"@{alpha:g}") or n.endswith("@own")) and not n.startswith("abl_")}
     if not masks:
       continue
     layers = [r["layer"] for r in next(iter(masks.values()))["layers"]]
@@ -704,10 +704,12 @@ def _plot_layers(path, kind_results: Mapping, alpha: float) -> str | None:
   return str(path)
 
 
-def mask_summary_table(kind_res: Mapping, alpha: float) -> str:
-  """Per-layer selected fractions (mean over seeds) of the masks at α (and critmem's)."""
+def mask_summary_table(kind_res: Mapping, alpha: float, ablation: bool = False) -> str:
+  """Per-layer selected fractions (mean over seeds) of the masks at α (and critmem's): the
+  named strategies, or (`ablation`) the ablation's score variants."""
   masks = {n: m for n, m in kind_res["masks"].items()
-           if n.endswith(f"@{alpha:g}") or n.endswith("@own")}
+           if (n.endswith(f"@{alpha:g}") or n.endswith("@own"))
+           and n.startswith("abl_") == ablation}
   if not masks:
     return "(no masks)"
   names = sorted(masks)
@@ -721,7 +723,8 @@ def mask_summary_table(kind_res: Mapping, alpha: float) -> str:
     rows.append(row)
   rows.append(["**all**", sum(s for _, s in layers)]
               + [f"{100 * float(np.mean(masks[n]['fraction'])):.1f}" for n in names])
-  return _table(["layer", "params"] + [n.replace("@", " @") for n in names], rows)
+  short = lambda n: n.replace("abl_", "").replace("weighted_grad", "wg").replace("@", " @")
+  return _table(["layer", "params"] + [short(n) for n in names], rows)
 
 
 def _within(entry, oracle, tol_pp: float) -> tuple[bool, float]:
@@ -1013,7 +1016,8 @@ def write_report(workdir: Path, config, results: Mapping, overlaps: Mapping, hpa
   lines += [f"## Per-layer mask summary (α = {alpha:g}; critmem at its own budget)", "",
             "Percent of each layer's parameters selected, mean over seeds.", ""]
   for kind, r in results.items():
-    lines += [f"### {kind}", "", mask_summary_table(r, alpha), ""]
+    lines += [f"### {kind}", "", mask_summary_table(r, alpha), "",
+              "Ablation masks (part d):", "", mask_summary_table(r, alpha, ablation=True), ""]
     crit = r["masks"].get("critmem@own")
     if crit:
       infos = crit["info"].get("critmem") or []
