@@ -461,17 +461,36 @@ def random_scores(params: PyTree, key: jax.Array, granularity: str = "param") ->
   if granularity not in GRANULARITIES:
     raise ValueError(f"unknown granularity {granularity!r}; valid: {', '.join(GRANULARITIES)}")
   leaves, treedef = jax.tree_util.tree_flatten_with_path(params)
-  keys = jax.random.split(key, max(1, len(leaves)))
-  out = []
-  for (path, p), k in zip(leaves, keys):
+  spec, ids = [], []
+  for path, p in leaves:
     shape = tuple(np.shape(p))
     if granularity == "param":
-      out.append(jax.random.uniform(k, shape, jnp.float32))
-      continue
-    ids, c = channel_ids(path, shape)
-    u = jax.random.uniform(k, (c,), jnp.float32)
-    out.append(u[jnp.asarray(ids)])
+      spec.append((shape, None))
+      ids.append(np.zeros((), np.int32))
+    else:
+      cid, c = channel_ids(path, shape)
+      spec.append((shape, int(c)))
+      ids.append(np.asarray(cid, np.int32))
+  out = _random_scores_fn(tuple(spec))(key, ids)
   return jax.tree_util.tree_unflatten(treedef, out)
+
+
+@functools.lru_cache(maxsize=64)
+def _random_scores_fn(spec: tuple):
+  """One jitted program per tree layout (the same numbers as the eager draws: one key per leaf
+  from ``split(key, L)``, uniform per element or per channel)."""
+
+  def fn(key, ids):
+    keys = jax.random.split(key, max(1, len(spec)))
+    out = []
+    for (shape, c), k, idx in zip(spec, keys, ids):
+      if c is None:
+        out.append(jax.random.uniform(k, shape, jnp.float32))
+      else:
+        out.append(jax.random.uniform(k, (c,), jnp.float32)[idx])
+    return out
+
+  return jax.jit(fn)
 
 
 def random_mask(params: PyTree, alpha: float, key: jax.Array, granularity: str = "param"
