@@ -30,6 +30,8 @@ their masks.
 
 Files, per kind: `models/`, `eval/`, `config.json`, `forget_set.npz` (`layout.Workdir`), plus
   masks/<strategy>@<α>.json      per-layer selected fractions per seed, cost of the localization
+  masks/{del,salloc}@<α>.npz     those masks themselves (bit-packed `[N, P]`), for the IID vs
+                                 non-IID overlap
   cells/<cell>.json              per-seed metrics, forget confidences, cost; written last, so a
                                  finished cell is never recomputed (same spec, hyperparameters
                                  and seeds)
@@ -322,16 +324,11 @@ def layer_fractions(mask, n: int) -> list[dict]:
   return list(rows.values())
 
 
-def mask_overlap(a, b) -> list[float]:
-  """Per seed: Jaccard index |a ∧ b| / |a ∨ b| of two stacked bool masks."""
-  la, lb = jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b)
-  n = la[0].shape[0]
-  out = []
-  for i in range(n):
-    inter = sum(int(np.sum(np.asarray(x[i]) & np.asarray(y[i]))) for x, y in zip(la, lb))
-    union = sum(int(np.sum(np.asarray(x[i]) | np.asarray(y[i]))) for x, y in zip(la, lb))
-    out.append(inter / union if union else 1.0)
-  return out
+def mask_overlap(a: np.ndarray, b: np.ndarray) -> list[float]:
+  """Per seed: Jaccard index |a ∧ b| / |a ∨ b| of two `[N, P]` bool masks."""
+  inter = np.sum(a & b, axis=1)
+  union = np.sum(a | b, axis=1)
+  return [float(i / u) if u else 1.0 for i, u in zip(inter, union)]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -539,10 +536,17 @@ def run_kind(config, kind: str, workdir: Path, hparams: dict, cells: dict, bar, 
   # per-layer summaries of every mask used at α (and critmem), read back from disk
   for p in sorted(mask_dir.glob("*.json")) if mask_dir.exists() else []:
     mask_rows[p.stem] = io.read_json(p)
+  # DEL's and SalUn's masks at α, kept as [N, P] bool arrays to compare the forget kinds
   overlap_masks = {}
   for strategy in ("del", "salloc"):
-    if (strategy, float(config.alpha)) in masks:
-      overlap_masks[strategy] = masks[(strategy, float(config.alpha))][0]
+    path = mask_dir / f"{strategy}@{float(config.alpha):g}.npz"
+    if not path.exists():
+      mask, _ = get_mask(strategy, float(config.alpha))
+      flat = np.concatenate([np.asarray(l).reshape(n, -1) for l in
+                             jax.tree_util.tree_leaves(mask)], axis=1)
+      io.atomic_savez(path, mask=np.packbits(flat, axis=1), size=flat.shape[1])
+    with np.load(path) as f:
+      overlap_masks[strategy] = np.unpackbits(f["mask"], axis=1)[:, : int(f["size"])].astype(bool)
   return {"kind": kind, "forget_size": int(len(exp.forget_set.indices)),
           "seeds": list(exp.seeds), "oracle_seeds": list(exp.group_seeds("oracle")),
           "oracle": oracle, "original": original, "ceiling": ceiling, "cells": summaries,
