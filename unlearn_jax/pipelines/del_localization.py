@@ -488,6 +488,7 @@ def run_kind(config, kind: str, workdir: Path, hparams: dict, cells: dict, bar, 
   mask_dir = workdir / kind / "masks"
   cell_dir = workdir / kind / "cells"
   summaries, mask_rows = {}, {}
+  computed = [0]
 
   def get_mask(strategy, alpha):
     if strategy in ("none", "del_official"):
@@ -529,6 +530,7 @@ def run_kind(config, kind: str, workdir: Path, hparams: dict, cells: dict, bar, 
                   "diverged": [], "per_seed": [], "conf": []}
       record["key"] = spec_key
       io.atomic_write_json(path, record)
+      computed[0] += 1
     summaries[name] = summarize_cell(record, oracle, ref_conf, costs["oracle"], n_oracle)
     summaries[name].update({k: cell[k] for k in ("strategy", "alpha", "algorithm", "epochs",
                                                  "parts")})
@@ -551,6 +553,7 @@ def run_kind(config, kind: str, workdir: Path, hparams: dict, cells: dict, bar, 
           "seeds": list(exp.seeds), "oracle_seeds": list(exp.group_seeds("oracle")),
           "oracle": oracle, "original": original, "ceiling": ceiling, "cells": summaries,
           "masks": mask_rows, "reference_cost": costs, "_masks": overlap_masks,
+          "computed": computed[0],
           "dataset": exp.dataset.name, "model": exp.model.name,
           "num_params": int(sum(np.size(l) for l in jax.tree_util.tree_leaves(
               _take(original_state.params, 0))))}
@@ -869,8 +872,10 @@ def write_report(workdir: Path, config, results: Mapping, overlaps: Mapping, hpa
            f"{len(first['seeds'])}; the ceiling is oracle vs oracle). P = "
            f"{first['num_params']} parameters; budget α = fraction of P. Numbers are mean ± "
            "std over seeds; Δ = oracle − cell (pp, closer to 0 is better). MIA = SVC on the "
-           "confidence feature (efficacy on the forget set). Wall time of the whole run: "
-           f"{wall_s:.0f} s.", ""]
+           "confidence feature (efficacy on the forget set). Wall time of this invocation: "
+           f"{wall_s:.0f} s, in which {sum(r['computed'] for r in results.values())} of "
+           f"{sum(len(r['cells']) for r in results.values())} cells were computed (the others "
+           "were finished in the workdir and reused).", ""]
   lines += ["## Reference models", "",
             _table(["forget set", "size", "original forget / test %", "oracle forget / test %",
                     "Δforget original pp", "MIA original / oracle %", "FQ original",
