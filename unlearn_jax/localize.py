@@ -11,6 +11,13 @@ Unlearning Through the Lens of Memorization", arXiv 2412.02432):
   its h largest element scores, broadcast back to the channel's elements.
 * Sec. 3, one global budget (``global_top_fraction_mask``): the top floor(α · P) of all P scores.
 * Sec. 5, SalUn's mask ``salloc`` (``salun_mask``): ``grad`` scores, element granularity, top-α.
+* Sec. 1 with per-example gradients (``per_example_scores``, via ``unlearn_jax.pex``):
+  ``sum_then_abs`` |θ ⊙ Σ_i g_i| (the batch score up to a constant) and ``abs_then_sum``
+  Σ_i |θ ⊙ g_i| (examples cannot cancel).
+* Sec. 5, baselines at the same budget: ``random_mask`` (random elements or random output
+  channels), ``layer_depth_mask`` (``shallowest`` / ``deepest`` whole layers, depth from
+  ``forward_order``), ``critmem_mask`` (Maini et al. 2023: per-example greedy removal of units
+  until the prediction flips; its own budget).
 
 Kernels are model-agnostic: they take ``loss_fn(params, batch) -> scalar`` with
 ``batch = (x_batch, y_batch)`` and plain pytrees. ``loss_fn`` should be the *mean* loss over the batch
@@ -30,6 +37,10 @@ from typing import Any, Callable, Iterable, Iterator
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.extend import core as jcore
+
+from unlearn_jax import pex
+from unlearn_jax.masking import keypath_str
 
 __all__ = [
   "CRITERIA",
@@ -46,6 +57,15 @@ __all__ = [
   "global_top_fraction_mask",
   "localization_mask",
   "salun_mask",
+  "AGGREGATIONS",
+  "per_example_scores",
+  "channel_ids",
+  "random_scores",
+  "random_mask",
+  "forward_order",
+  "layer_depth_mask",
+  "critical_units",
+  "critmem_mask",
 ]
 
 PyTree = Any
@@ -176,6 +196,8 @@ def channel_top_h(top_h: str | float, c_out: int, row_length: int) -> int:
 # Leaf names that hold one value per unit of their layer (biases, norm scales/offsets): they keep
 # their element scores whatever their rank (e.g. an attention bias `[heads, head_dim]`).
 ELEMENTWISE_LEAVES = ("bias", "scale", "offset", "mean", "var")
+# Leaf names of embedding tables (`nn.Embed`: `[num_embeddings, features]`, one unit per row).
+EMBEDDING_LEAVES = ("embedding",)
 # Path components of Flax attention projections whose kernels are `[in, heads, head_dim]`.
 ATTENTION_INPUT_PROJECTIONS = ("query", "key", "value")
 
@@ -190,8 +212,10 @@ def channel_layout(path: tuple | str, shape: tuple) -> tuple[str, int]:
     or norm parameter (`ELEMENTWISE_LEAVES`, e.g. an attention bias `[heads, head_dim]`);
   * `("trailing", 2)`: Flax attention query/key/value kernels `[in, heads, head_dim]`, whose
     heads·head_dim output units are the last two axes;
-  * `("leading", 1)`: embedding-like tensors with a leading axis of 1 (`cls_token`,
-    `pos_embed` `[1, tokens, dim]`), viewed as the official `view(shape[0], -1)`;
+  * `("leading", 1)`: embedding-like tensors, laid out as in PyTorch (Flax transposes only
+    kernels): a leading axis of 1 (`cls_token`, `pos_embed` `[1, tokens, dim]`) or an
+    embedding table (`EMBEDDING_LEAVES`, `[vocab, dim]`: one unit per row), viewed as the
+    official `view(shape[0], -1)`;
   * `("trailing", 1)`: every other tensor: conv kernels `[kh, kw, C_in, C_out]`, dense kernels
     `[in, out]`, the attention output kernel `[heads, head_dim, out]`: the last axis.
   """
@@ -204,7 +228,9 @@ def channel_layout(path: tuple | str, shape: tuple) -> tuple[str, int]:
   if len(shape) == 3 and leaf == "kernel" and any(p in ATTENTION_INPUT_PROJECTIONS
                                                   for p in parts[:-1]):
     return "trailing", 2
-  if shape[0] == 1 and leaf != "kernel":
+  if leaf != "kernel" and (shape[0] == 1 or leaf in EMBEDDING_LEAVES):
+    # laid out as in PyTorch (Flax transposes only kernels): the official view(shape[0], -1)
+    # (cls_token / pos_embed `[1, ...]`: one channel; an embedding table: one per row)
     return "leading", 1
   return "trailing", 1
 
@@ -352,3 +378,350 @@ def salun_mask(
   return localization_mask(
     loss_fn, params, x, y, alpha, criterion="grad", granularity="param", batch_size=batch_size
   )
+
+
+# --------------------------------------------------------------------------------------------
+# Sec. 1 with per-example gradients: the two aggregations
+# --------------------------------------------------------------------------------------------
+
+AGGREGATIONS = ("sum_then_abs", "abs_then_sum")
+
+
+def per_example_scores(
+  loss_fn: Callable,
+  params: PyTree,
+  examples: Any,
+  criterion: str = "weighted_grad",
+  aggregation: str = "sum_then_abs",
+  *,
+  consts: Any = None,
+  stacked: bool = False,
+  chunk_size: int | None = None,
+) -> PyTree:
+  """Element-wise scores from per-example gradients g_i (`10-del.md` §1, per-example variant).
+
+  ``sum_then_abs``: s = |θ ⊙ Σ_i g_i| (``weighted_grad``) or |Σ_i g_i| (``grad``): the batch
+  score of ``criticality_scores`` up to the constant factor of the batch mean (exactly B times
+  it when every batch has B examples). ``abs_then_sum``: s = Σ_i |θ ⊙ g_i| = |θ| ⊙ Σ_i |g_i|
+  (resp. Σ_i |g_i|), where no two examples cancel. ``weight`` ignores the data.
+
+  Args:
+    loss_fn: loss of ONE example, ``loss_fn(params, example[, consts])`` (``pex.inference_loss``
+      for a model in inference mode).
+    params: θ* (a leading model axis when ``stacked``).
+    examples: pytree with a leading example axis, e.g. ``(x, y)``; the forget set, or the whole
+      training set for ``weighted_grad_all``.
+    criterion: one of ``CRITERIA``; aggregation: one of ``AGGREGATIONS``.
+    consts, stacked, chunk_size: as in ``pex.gradient_reductions`` (bounded-memory chunks).
+
+  Returns:
+    Float32 scores with the structure (and model axis) of ``params``.
+  """
+  _check_criterion(criterion)
+  if aggregation not in AGGREGATIONS:
+    raise ValueError(f"unknown aggregation {aggregation!r}; valid: {', '.join(AGGREGATIONS)}")
+  if criterion == "weight":
+    return scores_from_gradient(params, None, criterion)
+  red = "sum" if aggregation == "sum_then_abs" else "abs_sum"
+  g = pex.gradient_reductions(loss_fn, params, examples, reductions=(red,), consts=consts,
+                              stacked=stacked, chunk_size=chunk_size)[red]
+  # abs_then_sum: Σ_i |θ ⊙ g_i| = |θ| ⊙ Σ_i |g_i|, which scores_from_gradient computes too
+  return scores_from_gradient(params, g, criterion)
+
+
+# --------------------------------------------------------------------------------------------
+# Sec. 5: baseline strategies
+# --------------------------------------------------------------------------------------------
+
+
+def channel_ids(path: tuple | str, shape: tuple) -> tuple[np.ndarray, int]:
+  """(id per element `[*shape]`, number of channels C) for one leaf, by ``channel_layout``.
+
+  Elements of one output channel share an id in [0, C); element-wise leaves give every element
+  its own id (C = size).
+  """
+  kind, k = channel_layout(path, tuple(shape))
+  size = int(math.prod(shape))
+  if kind == "elementwise":
+    return np.arange(size).reshape(shape), size
+  if kind == "leading":
+    c = int(shape[0])
+    return np.broadcast_to(np.arange(c).reshape((c,) + (1,) * (len(shape) - 1)), shape), c
+  out_shape = tuple(shape[len(shape) - k:])
+  c = int(math.prod(out_shape))
+  return np.broadcast_to(np.arange(c).reshape(out_shape), shape), c
+
+
+def random_scores(params: PyTree, key: jax.Array, granularity: str = "param") -> PyTree:
+  """I.i.d. uniform scores: one per element (``param``) or one per output channel broadcast to
+  the channel's elements (``channel``: element-wise leaves still get one per element). With
+  ``global_top_fraction_mask`` they give a uniformly random mask of exactly floor(α·P) elements
+  (``param``) or uniformly random channels over all layers, the channel at the budget's edge
+  taken in part (``channel``)."""
+  if granularity not in GRANULARITIES:
+    raise ValueError(f"unknown granularity {granularity!r}; valid: {', '.join(GRANULARITIES)}")
+  leaves, treedef = jax.tree_util.tree_flatten_with_path(params)
+  spec, ids = [], []
+  for path, p in leaves:
+    shape = tuple(np.shape(p))
+    if granularity == "param":
+      spec.append((shape, None))
+      ids.append(np.zeros((), np.int32))
+    else:
+      cid, c = channel_ids(path, shape)
+      spec.append((shape, int(c)))
+      ids.append(np.asarray(cid, np.int32))
+  out = _random_scores_fn(tuple(spec))(key, ids)
+  return jax.tree_util.tree_unflatten(treedef, out)
+
+
+@functools.lru_cache(maxsize=64)
+def _random_scores_fn(spec: tuple):
+  """One jitted program per tree layout (the same numbers as the eager draws: one key per leaf
+  from ``split(key, L)``, uniform per element or per channel)."""
+
+  def fn(key, ids):
+    keys = jax.random.split(key, max(1, len(spec)))
+    out = []
+    for (shape, c), k, idx in zip(spec, keys, ids):
+      if c is None:
+        out.append(jax.random.uniform(k, shape, jnp.float32))
+      else:
+        out.append(jax.random.uniform(k, (c,), jnp.float32)[idx])
+    return out
+
+  return jax.jit(fn)
+
+
+def random_mask(params: PyTree, alpha: float, key: jax.Array, granularity: str = "param"
+                ) -> PyTree:
+  """Strategy ``random`` (`10-del.md` §5): exactly floor(α·P) random elements (``param``) or
+  random output channels (``channel``), from ``key``."""
+  return global_top_fraction_mask(random_scores(params, key, granularity), alpha)
+
+
+def _walk_first_use(jaxpr, env: dict, first: dict, counter: list) -> None:
+  """Record, for every input leaf, the index of the first equation (in program order, nested
+  calls expanded) that reads it."""
+  for eqn in jaxpr.eqns:
+    subs = [v for v in eqn.params.values() if isinstance(v, (jcore.ClosedJaxpr,
+                                                               jcore.Jaxpr))]
+    if subs:
+      sub = subs[0]
+      inner = sub.jaxpr if isinstance(sub, jcore.ClosedJaxpr) else sub
+      n_in = len(inner.invars)
+      outer = list(eqn.invars)[-n_in:] if len(eqn.invars) >= n_in else list(eqn.invars)
+      sub_env = {iv: env[ov] for iv, ov in zip(inner.invars, outer)
+                 if isinstance(ov, jcore.Var) and ov in env}
+      _walk_first_use(inner, sub_env, first, counter)
+    for v in eqn.invars:
+      if isinstance(v, jcore.Var) and v in env:
+        first.setdefault(env[v], counter[0])
+    # values computed from a leaf (e.g. a reshaped kernel) keep pointing at that leaf
+    srcs = [env[v] for v in eqn.invars if isinstance(v, jcore.Var) and v in env]
+    if len(srcs) == 1 and len(eqn.invars) == 1 and not subs:
+      for o in eqn.outvars:
+        env[o] = srcs[0]
+    counter[0] += 1
+
+
+def forward_order(forward_fn: Callable[[PyTree], Any], params: PyTree) -> list[str]:
+  """'/'-joined leaf paths of ``params`` in the order the forward pass first reads them.
+
+  ``forward_fn(params) -> outputs`` (e.g. the model's inference apply on one sample input) is
+  traced once (``jax.make_jaxpr``, nothing runs); leaves it never reads come last, in tree
+  order. Model-agnostic: this is how ``shallowest`` / ``deepest`` know the depth of a layer.
+  """
+  leaves = jax.tree_util.tree_flatten_with_path(params)[0]
+  closed = jax.make_jaxpr(forward_fn)(params)
+  invars = closed.jaxpr.invars[: len(leaves)]
+  env = {v: i for i, v in enumerate(invars)}
+  first: dict[int, int] = {}
+  _walk_first_use(closed.jaxpr, env, first, [0])
+  order = sorted(range(len(leaves)), key=lambda i: (first.get(i, math.inf), i))
+  return [keypath_str(leaves[i][0]) for i in order]
+
+
+def _layer_of(path: str) -> str:
+  return path.rsplit("/", 1)[0] if "/" in path else path
+
+
+def layer_depth_mask(params: PyTree, alpha: float, order: list[str], side: str = "shallowest"
+                     ) -> PyTree:
+  """Strategies ``shallowest`` / ``deepest`` (`10-del.md` §5): whole layers from the input side
+  (resp. the output side) until floor(α·P) elements are selected.
+
+  A layer is the set of leaves sharing a parent path (a module's kernel and bias, a norm's scale
+  and offset); its depth is that of its first leaf in ``order`` (``forward_order``). Layers are
+  taken whole while they fit; the layer that straddles the budget contributes its first elements
+  in output-channel order (whole channels of its leaves in ``order``, then part of one), so the
+  mask has exactly floor(α·P) elements like every other strategy.
+  """
+  if side not in ("shallowest", "deepest"):
+    raise ValueError(f"side must be 'shallowest' or 'deepest', got {side!r}")
+  _check_alpha(alpha)
+  leaves, treedef = jax.tree_util.tree_flatten_with_path(params)
+  paths = [keypath_str(p) for p, _ in leaves]
+  missing = sorted(set(paths) - set(order))
+  if missing:
+    raise ValueError(f"order lacks the leaves {missing}")
+  rank = {p: i for i, p in enumerate(order)}
+  layers: dict[str, list[int]] = {}
+  for i in sorted(range(len(paths)), key=lambda i: rank[paths[i]]):
+    layers.setdefault(_layer_of(paths[i]), []).append(i)
+  layer_list = list(layers.values())
+  if side == "deepest":
+    layer_list = layer_list[::-1]
+  total = sum(int(np.size(l)) for _, l in leaves)
+  k = budget_count(alpha, total)
+  masks = [np.zeros(np.shape(l), bool) for _, l in leaves]
+  for idx in layer_list:
+    for i in idx:
+      if k <= 0:
+        break
+      shape = np.shape(leaves[i][1])
+      ids, _ = channel_ids(leaves[i][0], shape)
+      # elements ranked by (channel id, position): whole channels first
+      flat_order = np.lexsort((np.arange(ids.size), np.asarray(ids).ravel()))
+      take = min(k, ids.size)
+      m = np.zeros(ids.size, bool)
+      m[flat_order[:take]] = True
+      masks[i] = m.reshape(shape)
+      k -= take
+  return jax.tree_util.tree_unflatten(treedef, [jnp.asarray(m) for m in masks])
+
+
+def critical_units(params: PyTree, exclude: Callable[[str], bool] | None = None
+                   ) -> tuple[PyTree, int]:
+  """Units for ``critmem``: one per output channel of every kernel-like leaf (``channel_layout``
+  not element-wise), with the sibling ``bias`` of the same module tied to its kernel's channels.
+
+  Returns (a tree of int32 unit ids per element, U); elements outside every unit (norm
+  parameters, excluded layers) get id U. ``exclude(path)`` leaves out whole layers (e.g. the
+  classifier, whose units are the logits themselves).
+  """
+  leaves, treedef = jax.tree_util.tree_flatten_with_path(params)
+  paths = [keypath_str(p) for p, _ in leaves]
+  ids: list[np.ndarray | None] = [None] * len(leaves)
+  offset = 0
+  kernel_of: dict[str, tuple[int, tuple]] = {}
+  for i, (path, leaf) in enumerate(leaves):
+    shape = tuple(np.shape(leaf))
+    if exclude is not None and exclude(paths[i]):
+      continue
+    kind, k = channel_layout(path, shape)
+    if kind == "elementwise":
+      continue
+    cid, c = channel_ids(path, shape)
+    ids[i] = np.asarray(cid, np.int64) + offset
+    if kind == "trailing":
+      kernel_of[_layer_of(paths[i])] = (offset, shape[len(shape) - k:])
+    offset += c
+  for i, (path, leaf) in enumerate(leaves):
+    if ids[i] is not None or not paths[i].endswith("/bias"):
+      continue
+    tied = kernel_of.get(_layer_of(paths[i]))
+    if tied is not None and tuple(np.shape(leaf)) == tuple(tied[1]):
+      ids[i] = np.arange(int(np.size(leaf))).reshape(np.shape(leaf)) + tied[0]
+  out = [np.full(np.shape(l), offset, np.int32) if m is None else m.astype(np.int32)
+         for m, (_, l) in zip(ids, leaves)]
+  return jax.tree_util.tree_unflatten(treedef, out), offset
+
+
+@functools.partial(jax.jit, static_argnums=(0, 4, 5))
+def _critmem_chunk(logits_fn, params, consts, unit_ids, num_units, max_steps, xs, ys, w):
+  """Greedy per-example unit removal for one chunk (vmapped over examples)."""
+
+  def zeroed(alive):
+    ext = jnp.concatenate([alive, jnp.ones((1,), alive.dtype)])
+    return jax.tree_util.tree_map(lambda p, u: p * ext[u].astype(p.dtype), params, unit_ids)
+
+  def loss(p, x, y):
+    logits = logits_fn(p, x, consts)
+    return -jax.nn.log_softmax(logits)[y], logits
+
+  def one(x, y, wi):
+    def body(_, carry):
+      alive, done = carry
+      p = zeroed(alive)
+      g, logits = jax.grad(loss, has_aux=True)(p, x, y)
+      flipped = jnp.argmax(logits) != y
+      done = done | flipped
+      # first-order increase of the example's loss when a unit is zeroed: -Σ_{e in unit} θ_e g_e
+      taylor = jax.tree_util.tree_map(lambda pi, gi: -(pi * gi).astype(jnp.float32), p, g)
+      score = jnp.zeros((num_units + 1,), jnp.float32)
+      for t, u in zip(jax.tree_util.tree_leaves(taylor), jax.tree_util.tree_leaves(unit_ids)):
+        score = score.at[u.ravel()].add(t.ravel())
+      score = jnp.where(alive > 0, score[:num_units], -jnp.inf)
+      j = jnp.argmax(score)
+      alive = jnp.where(done, alive, alive.at[j].set(0.0))
+      return alive, done
+
+    alive0 = jnp.ones((num_units,), jnp.float32)
+    alive, done = jax.lax.fori_loop(0, max_steps, body, (alive0, wi <= 0))
+    # did the last removal flip it? (checked once more after the loop)
+    flipped = jnp.argmax(logits_fn(zeroed(alive), x, consts)) != y
+    return alive, (done | flipped) & (wi > 0)
+
+  return jax.vmap(one)(xs, ys, w)
+
+
+def critmem_mask(
+  logits_fn: Callable,
+  params: PyTree,
+  x: Any,
+  y: Any,
+  *,
+  consts: Any = None,
+  max_steps: int = 32,
+  chunk_size: int = 256,
+  exclude: Callable[[str], bool] | None = None,
+) -> tuple[PyTree, dict]:
+  """Strategy ``critmem`` (`10-del.md` §5; Maini et al., "Can Neural Network Memorization Be
+  Localized?", ICML 2023): per forget example, zero its highest-scoring unit (output channel of
+  a layer, ``critical_units``) again and again until its prediction flips; the mask is the union
+  of the zeroed units over the forget set, so it sets its own budget.
+
+  The score of a unit for an example at the current (partly zeroed) weights θ is the first-order
+  increase of that example's loss when the unit is zeroed, -Σ_{e in unit} θ_e ∇_e L (a signed,
+  per-example ``weighted_grad``), recomputed after every removal from the example's own gradient
+  (``jax.vmap`` over a chunk of examples). An example the model already misclassifies zeroes
+  nothing; one that has not flipped after ``max_steps`` removals keeps them in the mask and is
+  counted in ``info['not_flipped']``.
+
+  Args:
+    logits_fn: ``logits_fn(params, x, consts) -> [num_classes]`` for ONE example, model in
+      inference mode.
+    params: θ* (single model); x, y: the forget set.
+    consts: constants of ``logits_fn`` (e.g. BatchNorm statistics).
+    max_steps: removals per example at most.
+    chunk_size: examples per compiled chunk.
+    exclude: layers left out of the units (default: none).
+
+  Returns:
+    (bool mask of params' structure, info with ``units``, ``units_selected``, ``flipped``,
+    ``not_flipped``, ``already_wrong``, ``fraction``).
+  """
+  unit_ids, num_units = critical_units(params, exclude)
+  if num_units == 0:
+    raise ValueError("critmem: the parameters have no kernel-like leaf to take units from")
+  y = jnp.asarray(y, jnp.int32)
+  selected = np.zeros(num_units, bool)
+  flipped_n, already_wrong = 0, 0
+  n = int(len(y))
+  ids = jax.tree_util.tree_map(jnp.asarray, unit_ids)
+  for (xs, ys), w, m in pex.chunks((jnp.asarray(x), y), min(int(chunk_size), n)):
+    alive, flipped = _critmem_chunk(logits_fn, params, consts, ids, num_units, int(max_steps),
+                                    xs, ys, w)
+    alive, flipped = np.asarray(alive)[:m], np.asarray(flipped)[:m]
+    selected |= (alive[:m] == 0).any(axis=0)
+    flipped_n += int(flipped.sum())
+    already_wrong += int(((alive == 1).all(axis=1) & flipped).sum())
+  ext = np.concatenate([selected, [False]])
+  mask = jax.tree_util.tree_map(lambda u: jnp.asarray(ext[np.asarray(u)]), unit_ids)
+  total = sum(int(np.size(l)) for l in jax.tree_util.tree_leaves(params))
+  count = sum(int(np.count_nonzero(np.asarray(l))) for l in jax.tree_util.tree_leaves(mask))
+  info = dict(units=int(num_units), units_selected=int(selected.sum()), examples=n,
+              flipped=flipped_n, not_flipped=n - flipped_n, already_wrong=already_wrong,
+              fraction=count / total if total else 0.0, max_steps=int(max_steps))
+  return mask, info

@@ -29,6 +29,16 @@ strategies (random, shallowest, SalUn's ...) are paired with Reset + Finetune (`
 The localization options (criterion, granularity, top_h, batch size) are config values, so the
 ablations of §5 run through this method too; criterion `weighted_grad_all` scores on D_r ∪ D_f.
 
+Localization options beyond the paper's defaults:
+  aggregation        `sum_then_abs` (default: |Σ_B θ* ⊙ ∇ CE_B|, the sum of batch-mean
+                     gradients over consecutive batches of `mask_batch_size`, every example
+                     used) or `abs_then_sum` (Σ_i |θ* ⊙ g_i| from per-example gradients, `pex`,
+                     in chunks of `pex_chunk_size`, 0 = from the memory budget);
+  mask_drop_last     the official batching (`45-recipes.md`): the scored set shuffled by
+                     `mask_shuffle_seed` (one permutation shared by every model) and its last
+                     partial batch of `mask_batch_size` (128 officially) dropped, then the batch
+                     means summed: on a forget set of 400, 16 examples are not scored.
+
 `info`: `mask_fraction` (fraction of parameters reset, per model) and `trainable_fraction`
 (reset mask plus classifier, per model). Cost counts the localization passes over the scored
 data plus the finetuning passes.
@@ -37,22 +47,74 @@ data plus the finetuning passes.
 from __future__ import annotations
 
 import jax
+import jax.numpy as jnp
+import numpy as np
 import optax
 
-from unlearn_jax import localize, masking
+from unlearn_jax import localize, masking, pex
 from unlearn_jax.methods import base, common
-from unlearn_jax.train import create_train_state, fit, train_step
+from unlearn_jax.train import create_train_state, fit, num_models, train_step
 
 USES_FORGET = True
 DEFAULTS = dict(alpha=0.3, criterion="weighted_grad", granularity="channel",
                 top_h="ten_percent_of_channels", mask_batch_size=128, classifier="classifier",
+                aggregation="sum_then_abs", mask_drop_last=False, mask_shuffle_seed=0,
+                pex_chunk_size=0,
                 epochs=10, batch_size=64, learning_rate=0.05, momentum=0.9, weight_decay=0.0,
                 schedule="cosine", final_lr_fraction=0.01)
+
+# DEL's official recipe (`45-recipes.md`; DEL-Unlearning `scripts/run_unlearn.sh`, `unlearn.py`,
+# `generate_mask.py`): CIFAR-10 / ResNet-18. SVHN / ViT: learning_rate 0.05; ImageNet-100 /
+# ResNet-50: learning_rate 0.1, epochs 100. One difference remains: the official cosine is
+# stepped once per epoch (CosineAnnealingLR(T_max=epochs)), ours once per step.
+RECIPES = {
+    "official": dict(alpha=0.3, criterion="weighted_grad", granularity="channel",
+                     top_h="ten_percent_of_channels", mask_batch_size=128, mask_drop_last=True,
+                     aggregation="sum_then_abs", epochs=30, batch_size=128, learning_rate=0.015,
+                     momentum=0.9, weight_decay=0.0, schedule="cosine", final_lr_fraction=0.01),
+    "fast": {},  # DEFAULTS
+}
 
 
 def fresh_params(data: base.UnlearnData, key):
   """θ0: a fresh initialization of `data.model` (stacked when `key` is `[N, 2]`)."""
   return create_train_state(data.model, optax.identity(), key, data.image_shape).params
+
+
+def official_batches(x, y, batch_size: int, seed: int):
+  """The official localization data (`45-recipes.md`): the scored set shuffled by `seed` (one
+  permutation shared by every model) with the last partial batch of `batch_size` dropped, so the
+  batch-mean gradients summed over it are those of DEL's `drop_last=True` loader."""
+  n = int(len(x))
+  keep = (n // batch_size) * batch_size
+  if keep == 0:
+    raise base.MethodConfigError(
+        f"method 'del': mask_drop_last with mask_batch_size={batch_size} drops all {n} scored "
+        f"examples; lower mask_batch_size to at most {n}")
+  perm = np.random.default_rng(seed).permutation(n)[:keep]
+  return jnp.asarray(x)[perm], jnp.asarray(y)[perm]
+
+
+def per_example_masks(state, x, y, cfg):
+  """Per-model masks from per-example gradients (`pex`, chunked): `cfg['aggregation']`
+  sum_then_abs |θ ⊙ Σ_i g_i| or abs_then_sum Σ_i |θ ⊙ g_i|, then channels and global top-α."""
+  stacked = base.is_stacked(state)
+  chunk = int(cfg.get("pex_chunk_size", 0)) or None
+  scores = localize.per_example_scores(
+      pex.inference_loss(state.apply_fn), state.params,
+      (jnp.asarray(x), jnp.asarray(y, jnp.int32)), cfg["criterion"], cfg["aggregation"],
+      consts=state.model_state, stacked=stacked, chunk_size=chunk)
+
+  def one(s):
+    if cfg["granularity"] == "channel":
+      s = localize.aggregate_channels(s, cfg["top_h"])
+    return localize.global_top_fraction_mask(s, float(cfg["alpha"]))
+
+  if not stacked:
+    return one(scores)
+  masks = [one(jax.tree_util.tree_map(lambda a: a[i], scores))
+           for i in range(num_models(state))]
+  return jax.tree_util.tree_map(lambda *m: jnp.stack(m), *masks)
 
 
 def localize_and_reset(state, data: base.UnlearnData, cfg, init_key, mask=None):
@@ -63,10 +125,16 @@ def localize_and_reset(state, data: base.UnlearnData, cfg, init_key, mask=None):
       x, y = data.train_x, data.train_y
     else:
       x, y = data.forget_x, data.forget_y
-    mask = common.localization_masks(state, x, y, alpha=float(cfg["alpha"]),
-                                     criterion=cfg["criterion"], granularity=cfg["granularity"],
-                                     top_h=cfg["top_h"], batch_size=int(cfg["mask_batch_size"]),
-                                     model_axis=data.model_axis)
+    if cfg.get("mask_drop_last"):
+      x, y = official_batches(x, y, int(cfg["mask_batch_size"]), int(cfg["mask_shuffle_seed"]))
+    if cfg.get("aggregation", "sum_then_abs") == "abs_then_sum":
+      mask = per_example_masks(state, x, y, cfg)
+    else:  # sum of batch-mean gradients over consecutive batches of mask_batch_size
+      mask = common.localization_masks(state, x, y, alpha=float(cfg["alpha"]),
+                                       criterion=cfg["criterion"],
+                                       granularity=cfg["granularity"], top_h=cfg["top_h"],
+                                       batch_size=int(cfg["mask_batch_size"]),
+                                       model_axis=data.model_axis)
     scored = 0 if cfg["criterion"] == "weight" else int(len(x))
   else:
     mask = common.per_model_mask(mask, state)
@@ -82,6 +150,16 @@ def check_config(cfg, data: base.UnlearnData | None = None) -> None:
   base.require("del", cfg["granularity"] in localize.GRANULARITIES,
                f"granularity must be one of {', '.join(localize.GRANULARITIES)}, "
                f"got {cfg['granularity']!r}")
+  base.require("del", cfg["aggregation"] in localize.AGGREGATIONS,
+               f"aggregation must be one of {', '.join(localize.AGGREGATIONS)}, "
+               f"got {cfg['aggregation']!r}")
+  base.require("del", isinstance(cfg["mask_drop_last"], (bool, np.bool_)),
+               f"mask_drop_last must be True or False, got {cfg['mask_drop_last']!r}")
+  base.require("del", common.is_int(cfg["mask_shuffle_seed"]) and cfg["mask_shuffle_seed"] >= 0,
+               f"mask_shuffle_seed must be an integer >= 0, got {cfg['mask_shuffle_seed']!r}")
+  base.require("del", common.is_int(cfg["pex_chunk_size"]) and cfg["pex_chunk_size"] >= 0,
+               f"pex_chunk_size must be an integer >= 0 (0: from the memory budget), "
+               f"got {cfg['pex_chunk_size']!r}")
   try:
     localize.channel_top_h(cfg["top_h"], 10, 10)
   except ValueError as e:

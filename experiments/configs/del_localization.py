@@ -1,0 +1,91 @@
+"""python -m experiments.del_localization --config=experiments/configs/del_localization.py --workdir=DIR
+
+Config of `experiments.del_localization`: DEL's localization study (`10-del.md`; pipeline
+`unlearn_jax/pipelines/del_localization.py`): strategies x budgets with Reset + Finetune (a),
+strategies x unlearning algorithms (b), the main table (c), the score ablation (d) and DEL's
+finetuning epochs vs quality (e), for an IID and a non-IID forget set.
+
+Argument (optional): `key=value` pairs separated by commas:
+  quick        tiny run for the tests (digits MLP, 3 seeds, few cells)
+  seeds        original models per cell (default 4; the oracle gets 2x, for the FQ ceiling)
+  setting      a named benchmark setting of `experiments/configs/common.py` (e.g. `conv`)
+  parts        `+`-separated letters of the parts to run (default a+b+c+d+e)
+  forget       `+`-separated forget kinds (default iid+non_iid)
+
+Default: the main job's benchmark (MNIST-1D, MLP 256x256 with BatchNorm, 40 epochs, no weight
+decay: the original's forget accuracy is ~31 pp above the oracle's, docs/results/
+benchmark_search/), 4 seeds, 8 oracle seeds, the mnist1d method presets of
+`experiments/configs/unlearn.py` (DEL: lr 0.05, 10 epochs, batch 64, α = 0.3).
+"""
+
+from __future__ import annotations
+
+import ml_collections
+
+from experiments.configs.common import base_config, parse_arg
+from experiments.configs.unlearn import method_config
+
+ARG_KEYS = ("quick", "seeds", "oracle_seeds", "setting", "parts", "forget")
+
+
+def get_config(arg: str | None = None):
+  # a bare `quick` is `quick=true`
+  arg = ",".join("quick=true" if p.strip() == "quick" else p for p in (arg or "").split(","))
+  opts = parse_arg(arg, ARG_KEYS)
+  quick = opts.pop("quick", "false").lower() in ("1", "true", "yes", "")
+  parts = tuple(opts.pop("parts", "a+b+c+d+e").split("+"))
+  kinds = tuple(opts.pop("forget", "iid+non_iid").split("+"))
+  if quick:
+    opts = {"dataset": "digits", "model": "mlp", "epochs": "3", "seeds": "3",
+            "oracle_seeds": "3", **opts}
+  reference = base_config(opts)
+  dataset = reference.data.name
+  config = ml_collections.ConfigDict()
+  config.reference = reference
+  config.forget_kinds = kinds
+  # non-IID forget set: this fraction of the examples of `reference.forget.classes` (2 and 5);
+  # DEL takes half of them (5,000 of CIFAR-10's 10,000), i.e. 10 % of the training set
+  config.non_iid_fraction = 0.5
+  config.parts = parts
+  config.alpha = 0.3                     # DEL's budget (parts b-e)
+  config.budgets = (0.1, 0.2, 0.3, 0.5)  # part a
+  config.strategies = ("del", "salloc", "random_param", "random_channel", "shallowest",
+                       "deepest", "critmem")
+  config.algorithms = ("reset_finetune", "finetune", "neggrad_plus", "random_label")
+  config.ablation = ml_collections.ConfigDict(dict(
+      granularities=("param", "channel"), criteria=("grad", "weighted_grad"),
+      aggregations=("sum_then_abs", "abs_then_sum"),
+      extra_criteria=("weight", "weighted_grad_all")))
+  config.curve_epochs = (1, 2, 3, 5, 10, 30)  # part e: DEL's finetuning epochs
+  config.localization = ml_collections.ConfigDict(dict(
+      top_h="ten_percent_of_channels",  # DEL's ResNet rule (h = 10 % of output channels)
+      chunk_size=0,                     # per-example gradient chunk; 0 = from a memory budget
+      critmem_max_steps=32,             # critmem: unit removals per example at most
+      critmem_chunk_size=200,
+      classifier="classifier",          # left out of critmem's units
+      official_batch_size=128,          # `del_official`: DEL's forget loader (drop_last)
+  ))
+  config.method_configs = ml_collections.ConfigDict(
+      {m: method_config(m, dataset) for m in ("del", "finetune", "neggrad_plus",
+                                              "random_label")})
+  config.eval = ml_collections.ConfigDict(dict(
+      batch_size=1000, mia_splits=5, mia_seed=0, svc_features=("confidence",), workers=1))
+  config.claims_tolerance_pp = 2.0  # "matches the oracle": |Δforget| <= max(this, 2 oracle stds)
+  if quick:
+    config.forget_kinds = kinds
+    config.budgets = (0.3,)
+    config.strategies = ("del", "random_param", "critmem")
+    config.algorithms = ("reset_finetune", "random_label")
+    config.ablation.granularities = ("channel",)
+    config.ablation.criteria = ("weighted_grad",)
+    config.ablation.extra_criteria = ("weighted_grad_all",)
+    config.curve_epochs = (1, 2)
+    config.localization.official_batch_size = 8
+    config.localization.critmem_max_steps = 4
+    for m in config.method_configs:
+      config.method_configs[m].epochs = 1
+    config.method_configs["del"].epochs = 2
+  config.progress = True
+  for key in ("deterministic", "matmul_precision", "compilation_cache"):
+    config[key] = reference[key]
+  return config

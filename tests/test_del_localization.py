@@ -1,0 +1,82 @@
+"""experiments.del_localization end to end on its `quick` config (in-process launcher, real
+files), its resumability, and its one-line refusals of bad input."""
+
+import json
+
+import numpy as np
+import pytest
+
+import bad_inputs as bi
+from unlearn_jax import io, localize
+from unlearn_jax.pipelines import del_localization as dl
+
+CONFIG = bi.CONFIGS / "del_localization.py"
+
+
+def _run(argv):
+  return bi.run_launcher_module("experiments.del_localization", CONFIG, argv)
+
+
+@pytest.mark.slow
+def test_quick_study_end_to_end_and_resume(tmp_path, monkeypatch):
+  wd = tmp_path / "del"
+  argv = [f"--config={CONFIG}:quick", "--config.progress=False", f"--workdir={wd}"]
+  rc, out, err = _run(argv)
+  assert rc == 0, err
+  assert out.startswith("del_localization digits/mlp x3 seeds") and "claims held" in out
+  report = (wd / "report.md").read_text()
+  for part in ("## (a)", "## (b)", "## (c)", "## (d)", "## (e)", "Per-layer mask summary",
+               "Headline claims"):
+    assert part in report
+  res = io.read_json(wd / "results.json")
+  cells = dl.plan_cells(__import__("experiments.configs.del_localization",
+                                   fromlist=["get_config"]).get_config("quick"))
+  for kind in ("iid", "non_iid"):
+    r = res["results"][kind]
+    assert set(r["cells"]) == set(cells)
+    p = r["num_params"]
+    for name, c in r["cells"].items():
+      assert c["diverged"] == 0 and len(c["per_seed"]["forget_accuracy"]) == 3
+      if c["strategy"] not in ("none", "critmem"):  # every budgeted mask hits it exactly
+        want = localize.budget_count(c["alpha"], p) / p
+        np.testing.assert_allclose(c["mask_fraction"], [want] * 3)
+      # Δ = oracle mean − cell, per seed
+      d = c["delta"]["forget_accuracy"]
+      np.testing.assert_allclose(d["per_seed"], [r["oracle"]["mean"]["forget_accuracy"] - v
+                                                 for v in c["per_seed"]["forget_accuracy"]])
+    layers = r["masks"]["del@0.3"]["layers"]
+    assert sum(l["size"] for l in layers) == p
+    assert abs(sum(np.mean(l["selected"]) for l in layers) - localize.budget_count(0.3, p)) < 1
+  # the IID and non-IID forget sets give different DEL masks on the same original models
+  assert all(v < 0.95 for v in res["overlaps"]["del"])
+  assert {c["kind"] for c in res["claims"]} >= {"iid", "non_iid"}
+  # the original group was trained once and copied to the second kind
+  a = json.loads((wd / "iid" / "models" / "original" / "metrics.jsonl").read_text().split("\n")[0])
+  b = json.loads((wd / "non_iid" / "models" / "original" / "metrics.jsonl").read_text()
+                 .split("\n")[0])
+  assert a == b
+
+  def fail(*args, **kwargs):
+    raise AssertionError("a finished cell was computed again")
+  monkeypatch.setattr(dl, "run_cell", fail)
+  monkeypatch.setattr(dl, "compute_masks", fail)
+  rc, out2, err = _run(argv)
+  assert rc == 0, err
+  assert out2.split("|")[:4] == out.split("|")[:4]
+
+
+@pytest.mark.parametrize("override,field", [
+    ("--config.strategies=('del','magic')", "config.strategies"),
+    ("--config.budgets=(0.3,1.5)", "config.budgets"),
+    ("--config.parts=('a','z')", "config.parts"),
+    ("--config.algorithms=('finetune',)", "config.algorithms"),
+    ("--config.method_configs.random_label.learning_rate=-1.0", "config.method_configs.random_label"),
+    ("--config.localization.top_h=2.0", "config.localization.top_h"),
+    ("--config.reference.train.epochs=0", "config.reference.train.epochs"),
+])
+def test_bad_input_is_refused_in_one_line_before_anything_is_written(tmp_path, override, field):
+  wd = tmp_path / "del"
+  rc, out, err = _run([f"--config={CONFIG}:quick", "--config.progress=False", override,
+                       f"--workdir={wd}"])
+  assert rc == 2 and field in err and len(err.strip().splitlines()) == 1, err
+  assert err.startswith("error: ") and not wd.exists()
