@@ -98,7 +98,8 @@ def test_per_example_aggregation_differs_and_options_are_checked(setup):
 
 
 def test_official_recipe_is_a_valid_config():
-  from unlearn_jax.methods.del_ import RECIPES
-  cfg = check_method_config("del", RECIPES["official"])
+  from experiments.configs import recipes
+  cfg = check_method_config("del", recipes.recipe_values("del", "cifar10", "official", {}))
   assert cfg["mask_drop_last"] and cfg["mask_batch_size"] == 128 and cfg["epochs"] == 30
   assert cfg["learning_rate"] == 0.015 and cfg["final_lr_fraction"] == 0.01
+  assert cfg["schedule"] == "cosine_epoch"

@@ -186,6 +186,9 @@ OFFICIAL = {
         "granularity": ("channel", f"{DEL}: scripts/run_generat_mask.sh L33-36"),
         "top_h": ("ten_percent_of_channels", f"{DEL}: generate_mask.py L111-113 (k = int(0.1·rows))"),
         "mask_batch_size": (128, f"{DEL}: generate_mask.py L69-90 (forget loader, batch 128)"),
+        "mask_drop_last": (True, f"{DEL}: generate_mask.py (forget loader drop_last=True; sum of "
+                                 "batch means)"),
+        "aggregation": ("sum_then_abs", f"{DEL}: generate_mask.py L69-164 (|Σ_batches θ·∇|)"),
     },
 }
 

@@ -63,17 +63,8 @@ DEFAULTS = dict(alpha=0.3, criterion="weighted_grad", granularity="channel",
                 epochs=10, batch_size=64, learning_rate=0.05, momentum=0.9, weight_decay=0.0,
                 schedule="cosine", final_lr_fraction=0.01)
 
-# DEL's official recipe (`45-recipes.md`; DEL-Unlearning `scripts/run_unlearn.sh`, `unlearn.py`,
-# `generate_mask.py`): CIFAR-10 / ResNet-18. SVHN / ViT: learning_rate 0.05; ImageNet-100 /
-# ResNet-50: learning_rate 0.1, epochs 100. One difference remains: the official cosine is
-# stepped once per epoch (CosineAnnealingLR(T_max=epochs)), ours once per step.
-RECIPES = {
-    "official": dict(alpha=0.3, criterion="weighted_grad", granularity="channel",
-                     top_h="ten_percent_of_channels", mask_batch_size=128, mask_drop_last=True,
-                     aggregation="sum_then_abs", epochs=30, batch_size=128, learning_rate=0.015,
-                     momentum=0.9, weight_decay=0.0, schedule="cosine", final_lr_fraction=0.01),
-    "fast": {},  # DEFAULTS
-}
+# DEL's official recipe (CIFAR-10 / ResNet-18, SVHN / ViT lr 0.05) is `recipe=official` in
+# experiments/configs/recipes.py (with mask_drop_last=True and the per-epoch cosine), docs/recipes.md.
 
 
 def fresh_params(data: base.UnlearnData, key):
