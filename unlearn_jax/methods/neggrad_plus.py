@@ -20,7 +20,8 @@ batch 64, forget batch 32. With β = 0.99 the ascent term has 1 % of the weight:
 that the model generalises to (e.g. 10 % IID of digits, where the retrained oracle still gets ~98 %
 forget accuracy) forget accuracy stays at 100 % (lr up to 0.1 or β down to 0.8 change nothing);
 β ≈ 0.2 lowers it to ~0.9-0.95 with retain ~0.97-1.0. β is passed to the compiled step as a value,
-so sweeping it does not recompile.
+so sweeping it does not recompile; a `base.PerModel` β (and learning rate) gives every model of a
+stacked state its own value (VECTORIZED: many tuning candidates in one program).
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from unlearn_jax.train import (cross_entropy, epoch_permutations, over_models, r
                                resolve_model_axis)
 
 USES_FORGET = True
+VECTORIZED = ("learning_rate", "beta")
 DEFAULTS = dict(epochs=3, batch_size=64, forget_batch_size=32, beta=0.99, learning_rate=0.01,
                 momentum=0.9, weight_decay=5e-4, schedule="cosine", final_lr_fraction=0.0)
 
@@ -57,8 +59,10 @@ def paired_step(state, batch_r, batch_f, beta):
 
 
 @functools.lru_cache(maxsize=None)
-def _compiled_paired_step(batch_r: int, batch_f: int, stacked: bool, mesh, model_axis: str):
-  step = over_models(paired_step, model_axis, in_axes=(0, 0, 0, None)) if stacked else paired_step
+def _compiled_paired_step(batch_r: int, batch_f: int, stacked: bool, mesh, model_axis: str,
+                          beta_axis=None):
+  step = (over_models(paired_step, model_axis, in_axes=(0, 0, 0, beta_axis)) if stacked
+          else paired_step)
 
   def gather(x, y, perm, i, b):
     idx = jax.lax.dynamic_slice_in_dim(perm, i * b, b, axis=-1)
@@ -96,8 +100,10 @@ def unlearn(state, data: base.UnlearnData, cfg, key, mask=None) -> base.UnlearnR
     put = lambda a, dtype=None: replicate(jnp.asarray(a, dtype), data.mesh)
     rx, ry = put(data.retain_x), put(data.retain_y, jnp.int32)
     fx, fy = put(data.forget_x), put(data.forget_y, jnp.int32)
-    step = _compiled_paired_step(b_r, b_f, stacked, data.mesh, resolve_model_axis(data.model_axis))
-    beta_arr = jnp.asarray(beta, jnp.float32)
+    beta_arr, per_model = base.per_model_values(beta, base.num_models(state))
+    step = _compiled_paired_step(b_r, b_f, stacked, data.mesh, resolve_model_axis(data.model_axis),
+                                 0 if per_model else None)
+    beta_arr = jnp.asarray(beta_arr, jnp.float32)
     state = replicate(common.fresh_copy(state), data.mesh)  # steps donate
     t = 0
     for epoch in range(cfg["epochs"]):

@@ -34,6 +34,10 @@ epochs 3/5/9 and its SWA averaging (from epoch 10) are not implemented; `schedul
 available. A mask (`10-del.md` §6) restricts which parameters move (BatchNorm running statistics
 still update, as in every training-mode method).
 
+VECTORIZED: a `base.PerModel` α (and learning rate) gives every model of a stacked state its own
+value (many tuning candidates in one program): α then reaches the min step as a per-model
+array of the batch (`scrub_steps_per_model_alpha`), the same loss with α as a value.
+
 The teacher's logits on D_f and D_r are computed once (it is frozen and runs in inference mode,
 where examples are independent), so each step costs one student forward/backward pass.
 """
@@ -49,6 +53,7 @@ from unlearn_jax.methods import base, common
 from unlearn_jax.train import cross_entropy, predict
 
 USES_FORGET = True
+VECTORIZED = ("learning_rate", "alpha")
 DEFAULTS = dict(
     epochs=6,                # E: epochs (each: optional max pass over D_f, then min pass over D_r)
     max_steps=3,             # max passes over D_f in epochs 0 .. max_steps-1 (code: msteps)
@@ -82,6 +87,19 @@ def scrub_steps(temperature: float, gamma: float, alpha: float):
             + alpha * common.kl_divergence(logits, batch["t"], temperature))
 
   return common.make_step(max_loss), common.make_step(min_loss)
+
+
+@functools.lru_cache(maxsize=None)
+def scrub_steps_per_model_alpha(temperature: float, gamma: float):
+  """The min step of SCRUB with α read from the batch (`batch["alpha"]`: this model's α,
+  repeated per row)."""
+
+  def min_loss(logits, batch, params, step):
+    del params, step
+    return (gamma * cross_entropy(logits, batch["y"])
+            + batch["alpha"][0] * common.kl_divergence(logits, batch["t"], temperature))
+
+  return common.make_step(min_loss)
 
 
 def check_config(cfg: Mapping[str, Any], data: base.UnlearnData | None = None) -> None:
@@ -121,11 +139,16 @@ def unlearn(state, data: base.UnlearnData, cfg, key, mask=None) -> base.UnlearnR
     forget_key, retain_key = common.split_keys(key, stacked)
     max_step, min_step = scrub_steps(float(cfg["temperature"]), float(cfg["gamma"]),
                                      float(cfg["alpha"]))
+    retain_own = {"t": t_retain}
+    alphas, per_model = base.per_model_values(cfg["alpha"], base.num_models(state))
+    if per_model:  # one α per model, carried row-wise next to the teacher logits
+      min_step = scrub_steps_per_model_alpha(float(cfg["temperature"]), float(cfg["gamma"]))
+      retain_own["alpha"] = jnp.broadcast_to(alphas[:, None], (len(alphas), nr))
     for epoch in range(epochs):
       if epoch < max_steps:
         student = common.run_epoch(student, {"x": fx}, {"t": t_forget}, key=forget_key,
                                    epoch=epoch, batch_size=fb, step_fn=max_step, data=data)
-      student = common.run_epoch(student, {"x": rx, "y": ry}, {"t": t_retain}, key=retain_key,
+      student = common.run_epoch(student, {"x": rx, "y": ry}, retain_own, key=retain_key,
                                  epoch=epoch, batch_size=rb, step_fn=min_step, data=data)
   return base.result(student, timer,
                      example_gradients=max_epochs * f_steps * fb + epochs * r_steps * rb,
