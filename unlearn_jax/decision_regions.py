@@ -180,22 +180,25 @@ def region_labels(apply_fn: Callable, models: Mapping[str, tuple[Any, Any]], x, 
     triplets: [T, 3] indices into `x`.
   Returns:
     {"labels": {name: [T, (N,) R*R]}, "coords": [T, R*R, 2], "anchors": [T, 3, 2],
-     "resolution": R}.
+     "u": [T, R], "v": [T, R], "resolution": R}.
   """
   x = np.asarray(x)
   out = {name: [] for name in models}
-  coords, anchors = [], []
+  coords, anchors, us, vs = [], [], [], []
   for i1, i2, i3 in np.asarray(triplets):
     pl = plane(x[i1], x[i2], x[i3])
     grid = plane_grid(pl, resolution, margin, dtype=x.dtype)
     coords.append(grid.coords)
+    us.append(grid.u)
+    vs.append(grid.v)
     anchors.append(pl.anchors)
     for name, (params, model_state) in models.items():
       out[name].append(predict_labels(apply_fn, params, model_state, grid.points,
                                       chunk_size=chunk_size, stacked=stacked,
                                       model_axis=model_axis))
   return {"labels": {k: np.stack(v) for k, v in out.items()}, "coords": np.stack(coords),
-          "anchors": np.stack(anchors), "resolution": int(resolution)}
+          "anchors": np.stack(anchors), "u": np.stack(us), "v": np.stack(vs),
+          "resolution": int(resolution)}
 
 
 def label_image(labels, resolution: int, num_classes: int) -> np.ndarray:

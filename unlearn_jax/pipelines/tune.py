@@ -68,9 +68,10 @@ def _row(tag, name, point, hp, errors, diverged, goal, lam, lams, cost, wall_s) 
   return row
 
 
-def _run_group(exp, name, hps, original, data, keys, splits) -> list[tuple[dict, list, dict]]:
+def _run_group(exp, name, hps, original, data, keys, splits, on_state=None
+               ) -> list[tuple[dict, list, dict]]:
   """Run C candidates (full configs `hps`) as one stacked state of C x N models; per candidate
-  (errors, diverged per seed, cost)."""
+  (errors, diverged per seed, cost). `on_state(state)` sees the C x N unlearned models."""
   module = get_method(name)
   for hp in hps:  # every candidate's own values pass the method's checks
     module.check_config(hp, data)
@@ -79,6 +80,8 @@ def _run_group(exp, name, hps, original, data, keys, splits) -> list[tuple[dict,
   state = tuning.tile_models(original, c)
   result = unlearn.apply_method(exp, name, cfg, state, data, tuning.tile_models(keys, c))
   state = jax.block_until_ready(result.state)
+  if on_state is not None:
+    on_state(state)
   errors = _errors(state, splits, exp.config)
   diverged = np.atleast_1d(np.asarray(result.diverged, bool)).tolist()
   per = {k: tuning.split_models(v, c) for k, v in errors.items()}
@@ -87,11 +90,14 @@ def _run_group(exp, name, hps, original, data, keys, splits) -> list[tuple[dict,
   return [({k: per[k][i] for k in per}, div[i], cost) for i in range(c)]
 
 
-def tune_method(exp: Experiment, name: str, original, data, *, progress=None
+def tune_method(exp: Experiment, name: str, original, data, *, progress=None, on_state=None
                 ) -> dict[str, Any]:
   """Run every not-yet-finished candidate of method `name`; return its rows and the best.
 
   `progress`: optional callable(count) called as candidates finish (e.g. a tqdm bar's update).
+  `on_state`: optional callable(indices, state) given each program's unlearned stacked state
+  (candidate-major: models i*N .. i*N+N-1 are candidate `indices[i]` of the returned rows), so a
+  caller can evaluate the selected candidates further without running them again.
   """
   config, t = exp.config, exp.config.tune
   goal, lam = str(t.goal), float(t.lam)
@@ -131,11 +137,14 @@ def tune_method(exp: Experiment, name: str, original, data, *, progress=None
     if len(idx) == 1:
       result = unlearn.apply_method(exp, name, hps[idx[0]], original, data, keys)
       state = jax.block_until_ready(result.state)
+      if on_state is not None:
+        on_state(idx, state)
       errors = _errors(state, splits, config)
       diverged = np.atleast_1d(np.asarray(result.diverged, bool)).tolist()
       outs = [(errors, diverged, result.cost)]
     else:
-      outs = _run_group(exp, name, [hps[i] for i in idx], original, data, keys, splits)
+      hook = None if on_state is None else (lambda st, idx=idx: on_state(idx, st))
+      outs = _run_group(exp, name, [hps[i] for i in idx], original, data, keys, splits, hook)
     wall = time.perf_counter() - t0
     for i, (errors, diverged, cost) in zip(idx, outs):
       row = _row(tag, name, points[i], hps[i], errors, diverged, goal, lam, lams, cost,
