@@ -64,13 +64,28 @@ def test_quick_sweep_end_to_end_and_resume(tmp_path, monkeypatch):
   assert again["claims"] == results["claims"]
 
 
-def test_bad_widths_exit_2_and_write_nothing(tmp_path):
+@pytest.mark.parametrize("args, message", [
+    (["--config.sweep.widths=(0.5, -1.0)"], "sweep.widths must be positive"),
+    (["--config.sweep.widths=(0.5, 0.5)"], "lists a width twice"),
+    (["--config.tune.lam=0.3"], "must be one of tune.lams"),
+    (["--config.sweep.regions.resolution=1"], "sweep.regions.resolution"),
+    (["--config.tune.space.scrub.alpha=(0.0,)"], "alpha must be > 0"),
+    (["--config=experiments/configs/width_sweep.py:quick,widths=0.1,foo=1"],
+     "unknown config argument 'foo'"),
+])
+def test_bad_input_exits_2_and_writes_nothing(tmp_path, capsys, args, message):
   from experiments import width_sweep as launcher
   from experiments.launch import main
   work = tmp_path / "w"
-  code = main(["width_sweep", CONFIG, f"--workdir={work}", "--config.sweep.widths=(0.5, -1.0)"],
+  base = [] if args[0].startswith("--config=") else [CONFIG]
+  code = main(["width_sweep", *base, *args, f"--workdir={work}", "--config.progress=False"],
               launcher.job, default_config="experiments/configs/width_sweep.py")
+  err = capsys.readouterr().err.strip()
   assert code == 2 and not work.exists()
+  assert err.startswith("error: ") and message in err and len(err.splitlines()) == 1
+
+
+def test_configs():
   with pytest.raises(ValueError, match="quick and gpu exclude"):
     sweep_config.get_config("quick,gpu")
   gpu = sweep_config.get_config("gpu")

@@ -104,7 +104,7 @@ def get_config(arg: str | None = None):
     config.tune.space.scrub.learning_rate = (0.01,)
   # the paper's 200 forget examples: a fraction of our training set (config.forget.count does
   # not pass pipelines.validate today, which always checks `fraction`)
-  forget_fraction = {"mnist1d": 0.1, "digits": 0.05, "cifar10": 0.004}.get(dataset, 0.1)
+  forget_fraction = {"mnist1d": 0.1, "digits": 0.05, "cifar10": 200 / 45000}.get(dataset, 0.1)
   config.sweep = ml_collections.ConfigDict(dict(
       widths=tuple(widths),
       goals=ml_collections.ConfigDict({
