@@ -17,7 +17,7 @@ e.g. `--config=experiments/configs/width_sweep.py:gpu` or
 `--config=experiments/configs/width_sweep.py:widths=0.0625+0.25`.
 
 The CPU default: All-CNN-C on MNIST-1D (inputs [1, 40, 1], 2,000 training examples), widths
-1/16 .. 1/2 (from a model that cannot fit its training set to one that does), 3 seeds for
+1/32 .. 1/4 (from a model that cannot fit its training set to one that does), 3 seeds for
 original and oracle, an IID forget set of 200 examples (the paper's 200, 10 % of our training
 set) for privacy and a 200-example `confusion` forget set (classes 3 and 8 swapped) for bias
 removal. ResNet-18 (`model=preact_resnet18`) works the same way but compiles and trains ~10x
@@ -69,7 +69,7 @@ def get_config(arg: str | None = None):
   elif quick:
     dataset, model, widths, seeds = "digits", "allcnn", (0.0625, 0.25), 2
   else:
-    dataset, model, widths, seeds = "mnist1d", "allcnn", (0.0625, 0.125, 0.25, 0.5), 3
+    dataset, model, widths, seeds = "mnist1d", "allcnn", (0.03125, 0.0625, 0.125, 0.25), 3
   dataset = opts.get("dataset", dataset)
   model = opts.get("model", model)
   seeds = int(opts.get("seeds", seeds))
