@@ -22,7 +22,7 @@ def test_quick_sweep_end_to_end_and_resume(tmp_path, monkeypatch):
                        cwd=ROOT, capture_output=True, text=True, timeout=900)
   assert out.returncode == 0, out.stderr[-3000:]
   line = out.stdout.strip().splitlines()[-1]
-  assert line.startswith("width sweep allcnn on digits: widths 0.0625/0.25 x 2 goals x 4 methods")
+  assert line.startswith("width sweep mlp on digits: widths 0.0625/0.25 x 2 goals x 4 methods")
   assert "claims held" in line and str(tmp_path / "report.md") in line
 
   results = io.read_json(tmp_path / "results.json")

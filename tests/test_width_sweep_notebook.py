@@ -34,7 +34,7 @@ def test_width_sweep_notebook_runs(tmp_path, monkeypatch):
   client.execute()
   outputs = "\n".join(o.get("text", "") for cell in nb.cells if cell.cell_type == "code"
                       for o in cell.get("outputs", []) if o.get("output_type") == "stream")
-  assert "width sweep allcnn on digits: widths 0.0625/0.25 x 2 goals x 2 methods" in outputs
+  assert "width sweep mlp on digits: widths 0.0625/0.25 x 2 goals x 2 methods" in outputs
   assert "claims held" in outputs and "scrub" in outputs and "differ on" in outputs
   images = [o for cell in nb.cells if cell.cell_type == "code" for o in cell.get("outputs", [])
             if "image/png" in o.get("data", {})]
