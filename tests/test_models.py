@@ -6,9 +6,9 @@ import pytest
 from unlearn_jax.models import MODELS, build_model, count_params, init_model
 
 SHAPES = {"mlp": (8, 8, 1), "cnn": (8, 8, 1), "allcnn": (8, 8, 1), "resnet18": (8, 8, 1),
-          "preact_resnet18": (8, 8, 1), "vit": (8, 8, 1)}
+          "preact_resnet18": (8, 8, 1), "vit": (8, 8, 1), "resnet50": (8, 8, 1)}
 SMALL = {"mlp": 0.25, "cnn": 0.5, "allcnn": 0.1, "resnet18": 0.0625, "preact_resnet18": 0.0625,
-         "vit": 0.25}
+         "vit": 0.25, "resnet50": 0.0625}
 EXTRA = {"vit": dict(patch_size=2, dim=32, depth=1, heads=2)}
 
 
@@ -200,3 +200,40 @@ def test_flax_init_is_the_default(name):
   assert jax.tree_util.tree_structure(a) == jax.tree_util.tree_structure(b)
   assert all(np.array_equal(x, y) for x, y in zip(jax.tree_util.tree_leaves(a),
                                                   jax.tree_util.tree_leaves(b)))
+
+
+def resnet50_count(k=1.0, in_ch=3, classes=10):
+  """Parameters of torchvision's ResNet-50 (Bottleneck v1.5) with the 3x3 CIFAR stem, by hand."""
+  inner = [round(64 * k), round(128 * k), round(256 * k), round(512 * k)]
+  stem = round(64 * k)
+  total, cin = 9 * in_ch * stem + 2 * stem, stem  # bias-free 3x3 stem and its norm
+  for p, blocks in zip(inner, (3, 4, 6, 3)):
+    for b in range(blocks):
+      total += cin * p + 2 * p + 9 * p * p + 2 * p + p * 4 * p + 2 * 4 * p  # 1x1, 3x3, 1x1 + norms
+      if b == 0:  # the first block of every stage changes the shape: 1x1 projection and norm
+        total += cin * 4 * p + 2 * 4 * p
+      cin = 4 * p
+  return total + cin * classes + classes  # classifier
+
+
+@pytest.mark.parametrize("k", [0.125, 1.0])
+def test_resnet50_size_by_hand(k):
+  assert cifar_size("resnet50", k) == resnet50_count(k)
+
+
+def test_resnet50_size_is_the_published_cifar10_count():
+  # kuangliu/pytorch-cifar's ResNet50() (3x3 stem, no max-pool, 10 classes): 23,520,842
+  # parameters, i.e. torchvision's resnet50(num_classes=10) 23,528,522 - 7*7*3*64 + 3*3*3*64.
+  assert resnet50_count(1.0) == 23_528_522 - 9_408 + 1_728 == 23_520_842
+  assert cifar_size("resnet50", 1.0) == 23_520_842
+
+
+def test_resnet50_width_scales_every_stage():
+  params = shapes_of("resnet50", 0.25)
+  assert params["stem"]["kernel"].shape[-1] == 16
+  for s, inner in enumerate((16, 32, 64, 128)):
+    block = params[f"stage{s}_block0"]
+    assert block["conv1"]["kernel"].shape[-1] == inner
+    assert block["conv2"]["kernel"].shape[-1] == 4 * inner
+    assert block["shortcut"]["kernel"].shape[-1] == 4 * inner
+  assert params["classifier"]["kernel"].shape == (512, 10)

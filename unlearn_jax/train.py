@@ -70,28 +70,39 @@ def make_optimizer(*, learning_rate: float, total_steps: int, momentum: float = 
   `lr_decay_epochs`), on top of any schedule. Weight decay is PyTorch's coupled form
   (g + wd·θ before momentum).
   """
+  if schedule not in SCHEDULES:
+    raise ValueError(f"unknown learning-rate schedule '{schedule}'; choose one of "
+                     f"{', '.join(SCHEDULES)}")
+  if schedule == "cosine_epoch" and (not epoch_steps or epoch_steps < 1):
+    raise ValueError("schedule 'cosine_epoch' needs epoch_steps >= 1 (steps per epoch)")
+  if learning_rate <= 0:
+    raise ValueError(f"learning_rate must be > 0, got {learning_rate}")
+  lr = learning_rate_schedule(learning_rate, total_steps=total_steps, schedule=schedule,
+                              final_lr_fraction=final_lr_fraction, epoch_steps=epoch_steps,
+                              decay_boundaries=decay_boundaries, decay_rate=decay_rate)
+  parts = [optax.add_decayed_weights(weight_decay)] if weight_decay else []
+  parts.append(optax.sgd(lr, momentum=momentum or None, nesterov=nesterov))
+  return optax.chain(*parts)
+
+
+def learning_rate_schedule(learning_rate, *, total_steps: int, schedule: str,
+                           final_lr_fraction: float = 0.0, epoch_steps: Optional[int] = None,
+                           decay_boundaries: tuple = (), decay_rate: float = 0.1):
+  """The learning rate of `make_optimizer` (a number or a function of the step), without value
+  checks, so that `learning_rate` may be traced (one value per model under vmap)."""
   if schedule == "cosine":
     lr = optax.cosine_decay_schedule(learning_rate, max(1, total_steps), alpha=final_lr_fraction)
   elif schedule == "cosine_epoch":
-    if not epoch_steps or epoch_steps < 1:
-      raise ValueError("schedule 'cosine_epoch' needs epoch_steps >= 1 (steps per epoch)")
     per_epoch = optax.cosine_decay_schedule(learning_rate, max(1, total_steps // epoch_steps),
                                             alpha=final_lr_fraction)
     lr = lambda step: per_epoch(step // epoch_steps)
-  elif schedule == "constant":
-    lr = learning_rate
   else:
-    raise ValueError(f"unknown learning-rate schedule '{schedule}'; choose one of "
-                     f"{', '.join(SCHEDULES)}")
-  if learning_rate <= 0:
-    raise ValueError(f"learning_rate must be > 0, got {learning_rate}")
+    lr = learning_rate
   if decay_boundaries:
     base_lr = lr if callable(lr) else (lambda step, v=lr: v)
     bounds = jnp.asarray(sorted(decay_boundaries), jnp.int32)
     lr = lambda step: base_lr(step) * decay_rate ** jnp.sum(step >= bounds)
-  parts = [optax.add_decayed_weights(weight_decay)] if weight_decay else []
-  parts.append(optax.sgd(lr, momentum=momentum or None, nesterov=nesterov))
-  return optax.chain(*parts)
+  return lr
 
 
 @functools.lru_cache(maxsize=None)

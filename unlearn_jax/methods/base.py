@@ -13,6 +13,13 @@ where `state` is the trained (original) `TrainState`, single or stacked over see
 user), `key` one PRNG key per model (`[N, 2]` for a stacked state) and `mask` an optional
 element-wise mask pytree (same structure as params, or with a leading model axis for per-seed
 masks) that restricts which parameters may change (`10-del.md` §6).
+
+Many candidates at once (validation-based tuning, `30-overparam.md` §5): a method may list in
+  VECTORIZED: tuple[str, ...]           hyperparameters that may be `PerModel` values
+the hyperparameters it accepts as a `PerModel` value, one number per model of a stacked state
+(e.g. C candidates x N seeds stacked as C*N models), so a whole grid over them runs as one
+compiled program. `learning_rate` is handled here (`optimizer`, `with_optimizer`) for every
+method whose optimizer comes from `optimizer` and that is called without a mask.
 """
 
 from __future__ import annotations
@@ -20,7 +27,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import time
-from typing import Any, Mapping, Optional
+from typing import Any, Callable, Mapping, NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
@@ -30,10 +37,101 @@ import optax
 from unlearn_jax import masking
 from unlearn_jax.errors import UserError
 from unlearn_jax.models import Model
-from unlearn_jax.train import (TrainState, check_batch_size, fit, make_optimizer,
+from unlearn_jax.train import (TrainState, check_batch_size, fit, learning_rate_schedule,
+                               make_optimizer,
                                make_train_step, num_models, train_step)
 
 OPTIMIZERS = ("sgd", "adam")
+
+
+class PerModel(float):
+  """A hyperparameter with one value per model of a stacked state (`values`, a tuple of
+  floats). As a float it is its first value, so config checks see a valid number; only code
+  that asks for `.values` (a method's VECTORIZED hyperparameters) uses the others. Equality and
+  hashing include every value, so it never collides with a plain float in a cache."""
+
+  def __new__(cls, values):
+    values = tuple(float(v) for v in values)
+    if not values:
+      raise ValueError("PerModel needs at least one value")
+    obj = super().__new__(cls, values[0])
+    obj.values = values
+    return obj
+
+  def __eq__(self, other):
+    return isinstance(other, PerModel) and self.values == other.values
+
+  def __ne__(self, other):
+    return not self == other
+
+  def __hash__(self):
+    return hash(("PerModel", self.values))
+
+  def __repr__(self):
+    return f"PerModel({list(self.values)})"
+
+  def array(self, dtype=jnp.float32) -> jax.Array:
+    """The values as a `[num_models]` array."""
+    return jnp.asarray(self.values, dtype)
+
+
+def per_model_values(value, num: Optional[int]):
+  """`(array [num], True)` for a `PerModel` value (checked to have `num` values), else
+  `(value, False)`."""
+  if not isinstance(value, PerModel):
+    return value, False
+  if num is None or len(value.values) != num:
+    raise MethodConfigError(f"a per-model hyperparameter has {len(value.values)} values for "
+                            f"{num} models; give one value per model of the stacked state")
+  return value.array(), True
+
+
+class PerModelOptimizer(NamedTuple):
+  """An optimizer whose learning rate is one value per model (`learning_rates`), stored in its
+  state by `with_optimizer` (`PerModelLRState`); otherwise the optimizer of `optimizer`."""
+  init: Callable
+  update: Callable
+  learning_rates: tuple
+
+
+class PerModelLRState(NamedTuple):
+  learning_rate: jax.Array  # this model's learning rate (a scalar per model)
+  inner: Any
+
+
+def _sgd(learning_rate, *, total_steps: int, momentum: float, weight_decay: float,
+         schedule: str, final_lr_fraction: float, epoch_steps: int = 0
+         ) -> optax.GradientTransformation:
+  """`train.make_optimizer` for a traced learning rate (same schedule, no value checks)."""
+  lr = learning_rate_schedule(learning_rate, total_steps=total_steps, schedule=schedule,
+                              final_lr_fraction=final_lr_fraction,
+                              epoch_steps=epoch_steps or None)
+  parts = [optax.add_decayed_weights(weight_decay)] if weight_decay else []
+  parts.append(optax.sgd(lr, momentum=momentum or None, nesterov=False))
+  return optax.chain(*parts)
+
+
+@functools.lru_cache(maxsize=64)
+def _per_model_optimizer(kind: str, learning_rates: tuple, momentum: float, weight_decay: float,
+                         schedule: str, final_lr_fraction: float, total_steps: int,
+                         epoch_steps: int = 0) -> PerModelOptimizer:
+  if kind == "sgd":
+    make = functools.partial(_sgd, total_steps=total_steps, momentum=momentum,
+                             weight_decay=weight_decay, schedule=schedule,
+                             final_lr_fraction=final_lr_fraction, epoch_steps=epoch_steps)
+  elif kind == "adam":
+    make = optax.adam
+  else:
+    raise ValueError(f"unknown optimizer '{kind}'; choose one of {', '.join(OPTIMIZERS)}")
+
+  def init(params):
+    return PerModelLRState(jnp.ones((), jnp.float32), make(1.0).init(params))
+
+  def update(updates, state, params=None):
+    updates, inner = make(state.learning_rate).update(updates, state.inner, params)
+    return updates, PerModelLRState(state.learning_rate, inner)
+
+  return PerModelOptimizer(init, update, learning_rates)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -121,12 +219,24 @@ def optimizer(cfg: Mapping[str, Any], total_steps: int, mask=None, *,
   kind = cfg.get("optimizer", "sgd")
   masked = "gradients" if mask is not None and cfg.get("decay_unmasked", False) else (
       "updates" if mask is not None else "")
-  if kind == "adam":  # only the learning rate applies
-    return _cached_optimizer("adam", float(cfg["learning_rate"]), 0.0, 0.0, "constant", 0.0, 0,
-                             masked)
   schedule = cfg.get("schedule", "constant")
   if schedule == "cosine_epoch" and epoch_steps is None:
     epoch_steps = max(1, int(total_steps) // max(1, int(cfg["epochs"])))
+  if isinstance(cfg["learning_rate"], PerModel):  # one learning rate per model (tuning)
+    require("optimizer", mask is None, "a per-model learning rate does not combine with a mask")
+    require("optimizer", not decay_boundaries,
+            "a per-model learning rate does not combine with a step decay")
+    lrs = cfg["learning_rate"].values
+    if kind == "adam":
+      return _per_model_optimizer("adam", lrs, 0.0, 0.0, "constant", 0.0, 0)
+    return _per_model_optimizer(kind, lrs, float(cfg.get("momentum", 0.9)),
+                                float(cfg.get("weight_decay", 0.0)), schedule,
+                                float(cfg.get("final_lr_fraction", 0.0)),
+                                0 if schedule == "constant" else int(total_steps),
+                                int(epoch_steps) if schedule == "cosine_epoch" else 0)
+  if kind == "adam":  # only the learning rate applies
+    return _cached_optimizer("adam", float(cfg["learning_rate"]), 0.0, 0.0, "constant", 0.0, 0,
+                             masked)
   return _cached_optimizer(kind, float(cfg["learning_rate"]), float(cfg.get("momentum", 0.9)),
                            float(cfg.get("weight_decay", 0.0)), schedule,
                            float(cfg.get("final_lr_fraction", 0.0)),
@@ -172,6 +282,9 @@ def with_optimizer(state: TrainState, tx: optax.GradientTransformation, mask=Non
   else:
     opt_state = (jax.vmap(init, in_axes=(0, mask_axis(mask, state))) if stacked else init)(
         state.params, mask)
+  if isinstance(tx, PerModelOptimizer):  # each model's own learning rate
+    lrs, _ = per_model_values(PerModel(tx.learning_rates), num_models(state))
+    opt_state = opt_state._replace(learning_rate=lrs)
   step = jnp.zeros_like(state.step)
   return state.replace(step=step, opt_state=opt_state, tx=tx)
 
@@ -239,6 +352,7 @@ def result(state: TrainState, timer: Timer, *, example_gradients: int, epochs: f
                        cost={"wall_s": wall, "example_gradients": int(example_gradients),
                              "epochs": float(epochs)})
 
-__all__ = ["UnlearnData", "UnlearnResult", "MethodConfigError", "OPTIMIZERS", "merged_config",
+__all__ = ["UnlearnData", "UnlearnResult", "MethodConfigError", "OPTIMIZERS", "PerModel",
+           "PerModelOptimizer", "per_model_values", "merged_config",
            "require", "optimizer", "with_optimizer", "is_stacked", "has_model_axis", "mask_axis",
            "train_on", "steps_per_epoch", "diverged", "Timer", "result"]

@@ -7,6 +7,7 @@ L1-sparse, Jia et al. 2023). `40-methods.md`.
 from unlearn_jax.methods import base, common
 
 USES_FORGET = False
+VECTORIZED = ("learning_rate",)  # a base.PerModel learning rate: one per stacked model
 DEFAULTS = dict(epochs=3, batch_size=64, learning_rate=0.01, momentum=0.9, weight_decay=5e-4,
                 schedule="cosine", final_lr_fraction=0.0)
 

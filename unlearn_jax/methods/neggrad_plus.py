@@ -29,7 +29,8 @@ batch 64, forget batch 32. With β = 0.99 the ascent term has 1 % of the weight:
 that the model generalises to (e.g. 10 % IID of digits, where the retrained oracle still gets ~98 %
 forget accuracy) forget accuracy stays at 100 % (lr up to 0.1 or β down to 0.8 change nothing);
 β ≈ 0.2 lowers it to ~0.9-0.95 with retain ~0.97-1.0. β is passed to the compiled step as a value,
-so sweeping it does not recompile.
+so sweeping it does not recompile; a `base.PerModel` β (and learning rate) gives every model of a
+stacked state its own value (VECTORIZED: many tuning candidates in one program).
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ from unlearn_jax.train import (cross_entropy, epoch_permutations, over_models, r
                                resolve_model_axis)
 
 USES_FORGET = True
+VECTORIZED = ("learning_rate", "beta")
 DEFAULTS = dict(epochs=3, batch_size=64, forget_batch_size=32, beta=0.99, learning_rate=0.01,
                 momentum=0.9, weight_decay=5e-4, schedule="cosine", final_lr_fraction=0.0,
                 forget_cycle="reshuffle", l2=0.0, train_mode=True)
@@ -75,12 +77,13 @@ def paired_step(state, batch_r, batch_f, beta, l2=0.0, anchor=None, train_mode: 
 
 @functools.lru_cache(maxsize=None)
 def _compiled_paired_step(batch_r: int, batch_f: int, stacked: bool, mesh, model_axis: str,
-                          anchored: bool = False, train_mode: bool = True):
+                          anchored: bool = False, train_mode: bool = True, beta_axis=None):
   def one(state, batch_r, batch_f, beta, l2, anchor):
     return paired_step(state, batch_r, batch_f, beta, l2, anchor if anchored else None,
                        train_mode)
 
-  step = over_models(one, model_axis, in_axes=(0, 0, 0, None, None, 0)) if stacked else one
+  step = (over_models(one, model_axis, in_axes=(0, 0, 0, beta_axis, None, 0)) if stacked
+          else one)
 
   def gather(x, y, perm, i, b):
     idx = jax.lax.dynamic_slice_in_dim(perm, i * b, b, axis=-1)
@@ -135,10 +138,11 @@ def paired_descent_ascent(state, data: base.UnlearnData, cfg, key, mask=None, *,
   fx, fy = put(data.forget_x), put(data.forget_y, jnp.int32)
   l2 = float(cfg.get("l2", 0.0))
   train_mode = bool(cfg.get("train_mode", True))
+  beta_arr, per_model = base.per_model_values(beta, base.num_models(state))
   step = _compiled_paired_step(b_r, b_f, stacked, data.mesh, resolve_model_axis(data.model_axis),
-                               l2 > 0, train_mode)
+                               l2 > 0, train_mode, 0 if per_model else None)
   anchor = common.fresh_copy(state).params if l2 > 0 else None  # θ*
-  beta_arr, l2_arr = jnp.asarray(beta, jnp.float32), jnp.asarray(l2, jnp.float32)
+  beta_arr, l2_arr = jnp.asarray(beta_arr, jnp.float32), jnp.asarray(l2, jnp.float32)
   replay = cfg.get("forget_cycle", "reshuffle") == "epoch"
   state = replicate(common.fresh_copy(state), data.mesh)  # steps donate
   t = 0

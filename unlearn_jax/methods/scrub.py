@@ -29,12 +29,17 @@ defaults use lr 2e-3 with 6 epochs, max passes in the first 3 (the last 3 epochs
 that repair the retain set). On digits (CNN width 0.5, 2 seeds) that lowers forget accuracy from
 100 % to about 97-98 %, the test accuracy level a retrained model would reach, with retain
 accuracy >= 99.9 % and test accuracy within about 1.5 points of the original. lr 5e-3 or more
-also damages retain/test accuracy (lr 2e-2: retain 28-52 %). `lr_decay_epochs` is the reference code's step
-decay (`adjust_learning_rate`, `thirdparty/repdistiller/helper/util.py`): in 1-based epoch E the
+also damages retain/test accuracy (lr 2e-2: retain 28-52 %). `lr_decay_epochs` is the reference
+code's step decay (`adjust_learning_rate`, `thirdparty/repdistiller/helper/util.py`): in 1-based epoch E the
 learning rate is lr · lr_decay_rate^#{m in lr_decay_epochs : E > m}, i.e. it drops from 0-based
 epoch m on. The large-scale notebook sets (3, 5, 9) with 3 epochs, so it never fires there.
-The SWA averaging (from epoch 10) is not implemented; `schedule="cosine"` is available. A mask (`10-del.md` §6) restricts which parameters move (BatchNorm running statistics
+The SWA averaging (from epoch 10) is not implemented; `schedule="cosine"` is available. A mask
+(`10-del.md` §6) restricts which parameters move (BatchNorm running statistics
 still update, as in every training-mode method).
+
+VECTORIZED: a `base.PerModel` α (and learning rate) gives every model of a stacked state its own
+value (many tuning candidates in one program): α then reaches the min step as a per-model
+array of the batch (`scrub_steps_per_model_alpha`), the same loss with α as a value.
 
 The teacher's logits on D_f and D_r are computed once (it is frozen and runs in inference mode,
 where examples are independent), so each step costs one student forward/backward pass.
@@ -51,6 +56,7 @@ from unlearn_jax.methods import base, common
 from unlearn_jax.train import cross_entropy, predict
 
 USES_FORGET = True
+VECTORIZED = ("learning_rate", "alpha")
 DEFAULTS = dict(
     epochs=6,                # E: epochs (each: optional max pass over D_f, then min pass over D_r)
     max_steps=3,             # max passes over D_f in epochs 0 .. max_steps-1 (code: msteps)
@@ -91,6 +97,19 @@ def scrub_steps(temperature: float, gamma: float, alpha: float):
 def decay_epochs(cfg) -> list:
   """The milestones of `lr_decay_epochs` ('3,5,9' -> [3, 5, 9])."""
   return sorted({int(p) for p in str(cfg.get("lr_decay_epochs", "")).split(",") if p.strip()})
+
+
+@functools.lru_cache(maxsize=None)
+def scrub_steps_per_model_alpha(temperature: float, gamma: float):
+  """The min step of SCRUB with α read from the batch (`batch["alpha"]`: this model's α,
+  repeated per row)."""
+
+  def min_loss(logits, batch, params, step):
+    del params, step
+    return (gamma * cross_entropy(logits, batch["y"])
+            + batch["alpha"][0] * common.kl_divergence(logits, batch["t"], temperature))
+
+  return common.make_step(min_loss)
 
 
 def check_config(cfg: Mapping[str, Any], data: base.UnlearnData | None = None) -> None:
@@ -140,11 +159,16 @@ def unlearn(state, data: base.UnlearnData, cfg, key, mask=None) -> base.UnlearnR
     forget_key, retain_key = common.split_keys(key, stacked)
     max_step, min_step = scrub_steps(float(cfg["temperature"]), float(cfg["gamma"]),
                                      float(cfg["alpha"]))
+    retain_own = {"t": t_retain}
+    alphas, per_model = base.per_model_values(cfg["alpha"], base.num_models(state))
+    if per_model:  # one α per model, carried row-wise next to the teacher logits
+      min_step = scrub_steps_per_model_alpha(float(cfg["temperature"]), float(cfg["gamma"]))
+      retain_own["alpha"] = jnp.broadcast_to(alphas[:, None], (len(alphas), nr))
     for epoch in range(epochs):
       if epoch < max_steps:
         student = common.run_epoch(student, {"x": fx}, {"t": t_forget}, key=forget_key,
                                    epoch=epoch, batch_size=fb, step_fn=max_step, data=data)
-      student = common.run_epoch(student, {"x": rx, "y": ry}, {"t": t_retain}, key=retain_key,
+      student = common.run_epoch(student, {"x": rx, "y": ry}, retain_own, key=retain_key,
                                  epoch=epoch, batch_size=rb, step_fn=min_step, data=data)
   return base.result(student, timer,
                      example_gradients=max_epochs * f_steps * fb + epochs * r_steps * rb,

@@ -13,6 +13,8 @@ Models (each with width multiplier `width`, `norm` batch/group/none except 'vit'
   allcnn           All-CNN-C (Springenberg et al. 2015; Alon & Dar)
   resnet18         post-activation ResNet-18, torchvision BasicBlock with a 3x3 stride-1 stem and
                    no max-pool: the model of DEL, SalUn and Unrolling SGD on CIFAR
+  resnet50         post-activation ResNet-50 (torchvision Bottleneck, v1.5) with the same CIFAR
+                   stem, width multiplier on the stem and every stage (Alon & Dar's third model)
   preact_resnet18  pre-activation ResNet-18: the width-sweep studies' model (Alon & Dar)
   vit              small ViT (DEL uses a ViT on SVHN)
 `init`: 'flax' (Flax's defaults: LeCun-normal kernels, zero biases), 'torch' (torch.nn Conv2d /
@@ -45,6 +47,7 @@ _REGISTRY: dict[str, tuple[Callable[..., nn.Module], tuple[str, ...]]] = {
     "cnn": (CNN, ("base_widths",)),
     "allcnn": (AllCNN, ()),
     "resnet18": (lambda **kw: ResNet(stage_sizes=(2, 2, 2, 2), **kw), ()),
+    "resnet50": (lambda **kw: ResNet(stage_sizes=(3, 4, 6, 3), block="bottleneck", **kw), ()),
     "preact_resnet18": (lambda **kw: PreActResNet(stage_sizes=(2, 2, 2, 2), **kw),
                         ("scale_stem",)),
     "vit": (ViT, ("patch_size", "dim", "depth", "heads", "mlp_ratio")),
