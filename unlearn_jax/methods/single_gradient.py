@@ -28,6 +28,13 @@ w_ref = θ* (the gradient at the trained weights, a cheap baseline of later benc
 form. A mask (`10-del.md` §6) restricts the update to masked elements (others stay
 bit-identical). Cost: one gradient per forget example; `epochs` is recorded as 0.
 
+Measured on the main job's default (MNIST-1D, MLP 256x256, 40 epochs, batch 64, 360 iid forget
+examples, 4 seeds; fixed form, n = 40, reference "initial"): η = 0.05 (the mean lr, so a scale of
+40 · 0.05 · 360/64 = 11.25) sends every model to chance (test 10.8 %); η = 0.01 gives forget
+76.7 %, test 46.7 %; η = 0.005 forget 98.8 %, test 64.5 %; η = 0.002 leaves the model as it was
+(forget 100 %, test 69.4 %). Forty epochs from the initialization are far outside the first-order
+expansion's reach, so η must be tuned (or the unroll's one-batch setting used).
+
 On digits (CNN width 0.5 trained 12-15 epochs, 10 % iid forget set, old form, reference
 "trained") n · η = 1.2 lowered forget accuracy from 100 % to 94-100 % per seed with retain >= 99 %;
 n · η = 3 gave forget 80-86 %, retain 87-92 %; n · η >= 10 destroyed the model.
