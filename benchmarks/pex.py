@@ -17,7 +17,8 @@ on the values). Also: peak temporary memory of the compiled pex chunk vs the chu
 `memory_analysis`), and the localization cost on the default benchmark (|θ ⊙ Σ|g_i|| over a
 forget set of 400) relative to one training epoch of 4000 examples.
 
-Writes benchmarks/results/pex_<tag>.json and .md with the machine and the load averages.
+Writes benchmarks/results/pex_<tag>.json and .md with the machine and the load averages (issue 11
+calls this script `benchmarks/per_example_grads.py`).
 """
 
 from __future__ import annotations
@@ -329,7 +330,17 @@ def localization_vs_epoch(args) -> dict:
 
 def to_markdown(result: dict) -> str:
   f = lambda v, s=".1f": "–" if v is None else format(v, s)
-  lines = ["| case | params | B | pex ms | loop of jax.grad ms | torch.func ms | torch loop ms | "
+  m = result["machine"]
+  rows = result["rows"]
+  torch_v = next((r.get("torch_version") for r in rows if r.get("torch_version")), None)
+  lines = [f"Machine: {m['cpu_model']}, {m['cpu_count']} CPUs, {m['platform']}, jax {m['jax']}"
+           + (f", torch {torch_v} ({rows[0].get('torch_threads')} threads)" if torch_v else "")
+           + f"; {m['date']}. Load average before / after the first and last case: "
+           f"{[round(v, 2) for v in rows[0]['load_before']]} / "
+           f"{[round(v, 2) for v in rows[-1]['load_after']]}. Median of repeats, warm-up "
+           "(compile) excluded, BatchNorm in inference mode; per-example gradients of one batch of "
+           "B examples (ms per batch).", "",
+           "| case | params | B | pex ms | loop of jax.grad ms | torch.func ms | torch loop ms | "
            "loop / pex | torch.func / pex | max abs diff vs torch |",
            "|---|---|---|---|---|---|---|---|---|---|"]
   for r in result["rows"]:
@@ -368,9 +379,14 @@ def main() -> None:
   ap.add_argument("--threads", type=int, default=2)
   ap.add_argument("--chunks", default="1,8,32,64")
   ap.add_argument("--torch-worker", nargs=2, metavar=("SPEC", "OUT"))
+  ap.add_argument("--markdown-from", help="rewrite the .md of a saved JSON result and exit")
   args = ap.parse_args()
   if args.torch_worker:
     torch_worker(*args.torch_worker)
+    return
+  if args.markdown_from:
+    src = Path(args.markdown_from)
+    src.with_suffix(".md").write_text(to_markdown(json.loads(src.read_text())) + "\n")
     return
   args.chunks = [int(c) for c in args.chunks.split(",")]
   if args.quick:
