@@ -40,7 +40,7 @@ METHOD_PRESETS = {
     "mnist1d": {
         "ga": {"learning_rate": 0.001},
         "neggrad": {"learning_rate": 0.002},
-        "single_gradient": {"learning_rate": 0.05},
+        "single_gradient": {"learning_rate": 0.001},  # fixed form (tuning_mnist1d README)
     },
 }
 
@@ -51,6 +51,7 @@ DEL = "reihaneh-torkzadehmahani/DEL-Unlearning@b1f732c"
 SSD = "if-loops/selective-synaptic-dampening@cdfdc0e"
 SCRUB = "meghdadk/SCRUB@98ffb11"
 SPARSE = "OPTML-Group/Unlearn-Sparse@80ba55d"
+UNROLL = "cleverhans-lab/unrolling-sgd@49e001f"
 
 _SALUN_SGD = {  # SalUn / Unlearn-Sparse: SGD(momentum, weight_decay) with MultiStepLR(91, 136)
     "momentum": (0.9, f"{SALUN}: Classification/arg_parser.py L71 (--momentum)"),
@@ -188,8 +189,19 @@ OFFICIAL = {
         "mask_batch_size": (128, f"{DEL}: generate_mask.py L69-90 (forget loader, batch 128)"),
         "mask_drop_last": (True, f"{DEL}: generate_mask.py (forget loader drop_last=True; sum of "
                                  "batch means)"),
-        "aggregation": ("sum_then_abs", f"{DEL}: generate_mask.py L69-164 (|Σ_batches θ·∇|)"),
+        "aggregation": ("sum_then_abs", f"{DEL}: generate_mask.py L69-164 (abs of Σ_batches θ·∇)"),
     },
+}
+
+OFFICIAL["single_gradient"] = {
+    # θ + n·η·∇L_B*(w_0), L the mean CE over B* (one training batch), M_pretrain.train()
+    "form": ("fixed", f"{UNROLL}: Unlearning/correlation_verification.py L259-276"),
+    "learning_rate": (0.1, f"{UNROLL}: Unlearning/correlation_verification.py L59 (--lr; "
+                           "the cosine scheduler is never stepped)"),
+    "momentum": (0.0, f"{UNROLL}: Unlearning/correlation_verification.py L271-276 (no momentum "
+                      "correction)"),
+    "reference": ("initial", f"{UNROLL}: Unlearning/correlation_verification.py L160, L259-270 "
+                             "(gradient at M_pretrain)"),
 }
 
 # dataset -> method -> field -> (value, source), on top of OFFICIAL
@@ -202,8 +214,11 @@ OFFICIAL_BY_DATASET = {
 # What `official` means for methods without a public recipe of their own.
 NO_OFFICIAL = {
     "retrain": "the reference training recipe of config.train (the oracle's)",
-    "single_gradient": "the unroll issue's fixed form (20-unroll.md §3); fast values",
 }
+# Fields every recipe takes from the config's reference training (experiments/configs/unlearn.py).
+FROM_TRAINING = {"single_gradient": {
+    "visits": "config.train.epochs (n: how often training visited D_f)",
+    "train_batch_size": "config.train.batch_size (B of the training: the scale is size(D_f)/B)"}}
 
 
 def official_values(name: str, dataset: str | None) -> dict:
@@ -227,6 +242,8 @@ def recipe_values(name: str, dataset: str | None, recipe: str, defaults: dict) -
 
 def source_of(name: str, field: str, dataset: str | None, recipe: str) -> str:
   """Where a value of the recipe comes from."""
+  if field in FROM_TRAINING.get(name, {}):
+    return FROM_TRAINING[name][field]
   if recipe == "official":
     entry = official_values(name, dataset).get(field)
     if entry is not None:

@@ -104,7 +104,7 @@ TUNE_SPACES = {
     "ga": {"learning_rate": (0.001, 0.002, 0.005, 0.01, 0.02)},
     "neggrad": {"learning_rate": (0.001, 0.002, 0.005, 0.01, 0.02)},
     "neggrad_plus": {"beta": (0.9, 0.95, 0.99)},
-    "single_gradient": {"learning_rate": (0.002, 0.005, 0.01, 0.02, 0.05, 0.1)},
+    "single_gradient": {"learning_rate": (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02)},
     "ssd": {"selection": (1.0, 2.0, 5.0, 10.0)},
     "del": {"learning_rate": (0.01, 0.02, 0.05)},
 }
@@ -140,6 +140,8 @@ def get_config(arg: str | None = None):
   if "visits" in config.method_configs.get("single_gradient", {}):
     # n of Thudi et al.: how often training visited D_f, i.e. the reference training's epochs
     config.method_configs.single_gradient.visits = config.train.epochs
+    # B of the original training: the fixed form's |D_f|/B scale (20-unroll.md §3)
+    config.method_configs.single_gradient.train_batch_size = config.train.batch_size
   # The recipe's own values, kept so the report can name the fields changed from it.
   config.recipe_values = ml_collections.ConfigDict(config.method_configs.to_dict())
   config.eval = eval_config()
