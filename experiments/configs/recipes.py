@@ -33,7 +33,7 @@ METHOD_PRESETS = {
     "mnist5k": {
         "ga": {"learning_rate": 0.001},
         "neggrad": {"learning_rate": 0.001},
-        "single_gradient": {"learning_rate": 0.002},
+        "single_gradient": {"learning_rate": 0.0005},  # fixed form (tuning_mnist5k README)
         "del": {"alpha": 0.05, "learning_rate": 0.05},
     },
     # docs/results/tuning_mnist1d/ (ssd and del: their defaults were selected)
