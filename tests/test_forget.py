@@ -231,3 +231,13 @@ def test_load_or_build_rejects_other_config(tmp_path):
   with pytest.raises(ValueError, match="use a fresh --workdir"):
     data.load_or_build_forget_set(path, "confusion", LABELS[:100], META,
                                   **CONFUSION)
+
+
+def test_config_forget_count_replaces_the_fraction():
+  """`--config.forget.count=N` (iid) is used as is, although `fraction` keeps its default 0.1."""
+  from experiments.configs import train as train_config
+  from unlearn_jax.pipelines import validate
+  config = train_config.get_config("dataset=digits,model=mlp,seeds=1,oracle_seeds=1")
+  config.forget.count = 37
+  dataset = validate.load_data(config)
+  assert len(validate.build_forget(config, dataset).indices) == 37

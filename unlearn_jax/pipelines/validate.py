@@ -350,7 +350,9 @@ def build_forget(config, dataset: Dataset) -> ForgetSet:
                         f"{num_classes} classes of {dataset.name}; use ids in [0, "
                         f"{num_classes - 1}]")
   with section("forget", "change config.forget (kind, fraction, count, classes, num_examples)"):
-    return build_forget_set(f.kind, dataset.train.y, seed=f.seed, fraction=f.fraction,
+    # an iid `count` replaces the fraction (config: "exact count instead of fraction")
+    fraction = None if f.kind == "iid" and f.count is not None else f.fraction
+    return build_forget_set(f.kind, dataset.train.y, seed=f.seed, fraction=fraction,
                             count=f.count, classes=tuple(f.classes), class_a=f.class_a,
                             class_b=f.class_b, num_examples=f.num_examples)
 
