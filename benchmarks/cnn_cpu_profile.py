@@ -33,6 +33,7 @@ import platform
 import re
 import statistics
 import sys
+from pathlib import Path
 import tempfile
 import time
 
@@ -47,6 +48,9 @@ import jax.numpy as jnp  # noqa: E402
 from unlearn_jax import train as T  # noqa: E402
 from unlearn_jax.models import build_model, count_params, split_module  # noqa: E402
 from unlearn_jax.models.layers import Norm, scaled  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from machine import load_average  # noqa: E402  (the scripts beside this one)
 
 CASES = {  # key -> (width, HWC, batch, weight decay), as in train_throughput.py
     "mnist5k_cnn": (0.5, (28, 28, 1), 64, 5e-4),
@@ -102,13 +106,6 @@ class CNNVariant(nn.Module):
 
 VARIANTS = {"lib": dict(pool="lib", conv="lib"), "reshape": dict(pool="reshape", conv="lib"),
             "patches": dict(pool="reshape", conv="patches")}
-
-
-def load_average():
-  try:
-    return [round(v, 2) for v in os.getloadavg()]
-  except OSError:
-    return None
 
 
 def make_runner(model, width, image, batch, wd, n, axis):

@@ -29,6 +29,7 @@ import re
 import socket
 import statistics
 import sys
+from pathlib import Path
 import time
 
 import numpy as np
@@ -36,16 +37,8 @@ import numpy as np
 import unlearn_jax
 from unlearn_jax import metrics
 
-
-def cpu_model() -> str:
-  """CPU model name from /proc/cpuinfo (Linux), else :func:`platform.processor`."""
-  try:
-    for line in pathlib.Path("/proc/cpuinfo").read_text().splitlines():
-      if line.lower().startswith("model name"):
-        return line.split(":", 1)[1].strip()
-  except OSError:
-    pass
-  return platform.processor() or platform.machine()
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from machine import cpu_model  # noqa: E402  (the scripts beside this one)
 
 
 def machine_description() -> dict:

@@ -44,6 +44,9 @@ import numpy as np
 from unlearn_jax import train as T
 from unlearn_jax.models import build_model, count_params
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from machine import load_average, cpu_model  # noqa: E402  (the scripts beside this one)
+
 RESULTS = Path(__file__).resolve().parent / "results"
 EPOCH_EXAMPLES = 4000  # models/s = N models finishing an epoch of this many examples per second
 LEARNING_RATE, TOTAL_STEPS = 0.1, 1000
@@ -77,23 +80,6 @@ CASES = (
     Case("preact_resnet18_025", "PreAct ResNet-18 w0.25 32x32x3", "preact_resnet18", 0.25, (32, 32, 3), 128, 5e-4,
          torch=False),
 )
-
-
-def load_average():
-  try:
-    return [round(v, 2) for v in os.getloadavg()]
-  except OSError:
-    return None
-
-
-def cpu_model() -> str:
-  try:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-      if line.lower().startswith("model name"):
-        return line.split(":", 1)[1].strip()
-  except OSError:
-    pass
-  return platform.processor() or platform.machine()
 
 
 def machine(torch_mod=None) -> dict:

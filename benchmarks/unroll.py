@@ -38,6 +38,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from unlearn_jax import unroll as U  # noqa: E402
 from unlearn_jax.models import build_model, count_params  # noqa: E402
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from machine import load_average, cpu_model  # noqa: E402  (the scripts beside this one)
+
 RESULTS = Path(__file__).resolve().parent / "results"
 K, BATCH = 8, 32
 CASES = {  # key -> (label, model, width, HWC, steps T)
@@ -46,23 +49,6 @@ CASES = {  # key -> (label, model, width, HWC, steps T)
 }
 MODES = ("scalars", "every", "full")
 DRIVERS = ("loop", "scan", "chunked")
-
-
-def load_average():
-  try:
-    return [round(v, 2) for v in os.getloadavg()]
-  except OSError:
-    return None
-
-
-def cpu_model() -> str:
-  try:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-      if line.lower().startswith("model name"):
-        return line.split(":", 1)[1].strip()
-  except OSError:
-    pass
-  return platform.processor() or platform.machine()
 
 
 def setup(case: str, steps: int):
