@@ -52,7 +52,7 @@ def test_del_is_bit_exact_outside_mask_and_classifier(setup, options):
   # recompute the method's mask the way its options say, then check everything outside it
   x, y = data.forget_x, data.forget_y
   if options.get("mask_drop_last"):
-    x, y = official_batches(x, y, 64, 0)
+    x, y, _ = official_batches(x, y, 64, 0)
     assert len(x) == (len(data.forget_x) // 64) * 64
   if options.get("aggregation") == "abs_then_sum":
     s = localize.per_example_scores(pex.inference_loss(state.apply_fn), state.params,

@@ -259,6 +259,42 @@ def epoch_permutations(key, epoch, *, n: int, stacked: bool):
   return jax.vmap(fn)(key) if stacked else fn(key)
 
 
+@jax.jit
+def take_rows(subsets, positions):
+  """`subsets[..., positions]` row-wise: model k's rows `subsets[k][positions[k]]` (`[N, m]`
+  each, or `[m]` for one model); maps an order over a subset's positions to dataset rows."""
+  return jnp.take_along_axis(jnp.asarray(subsets), positions, axis=-1)
+
+
+def epoch_order(key, epoch, *, n: int, stacked: bool, subsets=None):
+  """The rows of `epoch` in training order: `epoch_permutations` over the `n` rows, or with
+  `subsets` (`[N, m]` per-model row indices, m = n) over each model's own rows, so model k
+  visits `subsets[k][perm_k]`, the order a single run on `x[subsets[k]]` with key k takes."""
+  perm = epoch_permutations(key, epoch, n=n, stacked=stacked)
+  return perm if subsets is None else take_rows(subsets, perm)
+
+
+def check_subsets(subsets, num_examples: int, models: Optional[int]):
+  """Per-model training subsets as an int32 array: `[N, m]` row indices into the training set
+  (one row per model of a stacked state; `[m]` for a single model), every index in range.
+  Every model has the same m, so all take the same number of steps (`data.shadows` builds
+  equal-size subsets; `subsets_from_mask` pads unequal ones)."""
+  sub = np.asarray(subsets)
+  if not np.issubdtype(sub.dtype, np.integer):
+    raise ValueError(f"subsets must be integer row indices, got dtype {sub.dtype}; pass "
+                     "index arrays (data.shadows.subsets_from_mask converts a keep mask)")
+  want = 1 if models is None else 2
+  if sub.ndim != want or (models is not None and sub.shape[0] != models):
+    shape = "[m]" if models is None else f"[{models}, m]"
+    raise ValueError(f"subsets must have shape {shape} (one row of indices per model), got "
+                     f"{sub.shape}")
+  if sub.shape[-1] == 0 or sub.min() < 0 or sub.max() >= num_examples:
+    raise ValueError(f"subsets must be non-empty indices in [0, {num_examples}), got "
+                     f"range [{sub.min() if sub.size else '-'}, "
+                     f"{sub.max() if sub.size else '-'}]")
+  return jnp.asarray(sub, jnp.int32)
+
+
 @functools.lru_cache(maxsize=None)
 def _compiled_epoch_step(train_step_fn, batch_size: int, stacked: bool, mesh: Optional[Mesh],
                          model_axis: str):
@@ -294,17 +330,21 @@ def check_batch_size(batch_size: int, num_examples: int, mesh: Optional[Mesh] = 
 
 
 def train_epoch(state: TrainState, x, y, *, key, epoch: int, batch_size: int,
-                mesh: Optional[Mesh] = None, train_step_fn=train_step, model_axis: str = "auto"):
+                mesh: Optional[Mesh] = None, train_step_fn=train_step, model_axis: str = "auto",
+                subsets=None):
   """One epoch over (x, y) in the order drawn for `epoch`; returns (state, mean step metrics).
+
+  `subsets` (`[N, m]` row indices, checked by `check_subsets`): model k trains on its own rows
+  `x[subsets[k]]` only, m / batch_size steps for every model.
 
   The step is a jitted function called from a Python loop (on XLA:CPU convolutions inside
   `lax.scan` run 20-30x slower, see docs/platform.md). Metrics stay on device until the end;
   with a model mesh they are then replicated, so that every host can read them.
   """
-  n = int(x.shape[0])
+  n = int(x.shape[0]) if subsets is None else int(subsets.shape[-1])
   steps = check_batch_size(batch_size, n, mesh)
   stacked = num_models(state) is not None
-  perm = epoch_permutations(key, epoch, n=n, stacked=stacked)
+  perm = epoch_order(key, epoch, n=n, stacked=stacked, subsets=subsets)
   step = _compiled_epoch_step(train_step_fn, batch_size, stacked, mesh,
                               resolve_model_axis(model_axis))
   totals = None
@@ -317,7 +357,8 @@ def train_epoch(state: TrainState, x, y, *, key, epoch: int, batch_size: int,
 
 def fit(state: TrainState, x, y, *, key, epochs: int, batch_size: int, start_epoch: int = 0,
         mesh: Optional[Mesh] = None, train_step_fn=train_step, model_axis: str = "auto",
-        on_epoch_end: Optional[Callable[[int, TrainState, dict], None]] = None) -> TrainState:
+        on_epoch_end: Optional[Callable[[int, TrainState, dict], None]] = None,
+        subsets=None) -> TrainState:
   """Train for epochs `start_epoch .. epochs-1` and return the final state.
 
   Args:
@@ -334,8 +375,15 @@ def fit(state: TrainState, x, y, *, key, epochs: int, batch_size: int, start_epo
     model_axis: for a stacked state, `vmap`, `unrolled` or `auto` (see `resolve_model_axis`).
     on_epoch_end: called as `on_epoch_end(epoch, state, metrics)` after each epoch (1-based epoch
       count of completed epochs), e.g. to log and checkpoint.
+    subsets: optional per-model training subsets, `[N, m]` row indices into (x, y) (`[m]` for a
+      single model): model k trains only on `x[subsets[k]]`, in the order a single run on those
+      rows with key k takes (`epoch_order`), every model m / batch_size steps per epoch; one
+      compiled program for all N (shadow models, `55-shadow-eval.md`).
   """
   x, y = replicate(jnp.asarray(x), mesh), replicate(jnp.asarray(y), mesh)
+  if subsets is not None:
+    subsets = check_subsets(subsets, int(x.shape[0]), num_models(state))
+    subsets = shard_models(subsets, mesh) if is_model_mesh(mesh) else replicate(subsets, mesh)
   # Steps donate their input state; copy once so the caller's `state` stays valid.
   state = jax.tree_util.tree_map(jnp.copy, state)
   if is_model_mesh(mesh):
@@ -345,41 +393,56 @@ def fit(state: TrainState, x, y, *, key, epochs: int, batch_size: int, start_epo
     state = replicate(state, mesh)
   for epoch in range(start_epoch, epochs):
     state, metrics = train_epoch(state, x, y, key=key, epoch=epoch, batch_size=batch_size,
-                                 mesh=mesh, train_step_fn=train_step_fn, model_axis=model_axis)
+                                 mesh=mesh, train_step_fn=train_step_fn, model_axis=model_axis,
+                                 subsets=subsets)
     if on_epoch_end is not None:
       on_epoch_end(epoch + 1, state, metrics)
   return state
 
 
 @functools.lru_cache(maxsize=None)
-def _compiled_predict(apply_fn, stacked: bool, model_axis: str, mesh: Optional[Mesh]):
+def _compiled_predict(apply_fn, stacked: bool, model_axis: str, mesh: Optional[Mesh],
+                      per_model_rows: bool = False):
   fn = lambda params, model_state, x: apply_fn(params, model_state, x, False)[0]
-  fn = over_models(fn, model_axis, in_axes=(0, 0, None)) if stacked else fn
+  x_axis = 0 if per_model_rows else None
+  fn = over_models(fn, model_axis, in_axes=(0, 0, x_axis)) if stacked else fn
   if mesh is not None:  # a model-split state: each device predicts with its own models
-    fn = jax.shard_map(fn, mesh=mesh, in_specs=(P("model"), P("model"), P()),
+    fn = jax.shard_map(fn, mesh=mesh, in_specs=(P("model"), P("model"),
+                                                P("model") if per_model_rows else P()),
                        out_specs=P("model"))
   return jax.jit(fn)
 
 
-def predict(state: TrainState, x, *, batch_size: int = 1000, model_axis: str = "auto"
-            ) -> jax.Array:
+def predict(state: TrainState, x, *, batch_size: int = 1000, model_axis: str = "auto",
+            index=None) -> jax.Array:
   """Logits in inference mode, `[n, C]` (or `[N, n, C]` for a stacked state).
 
   The last batch is padded to `batch_size` so one compiled program serves every batch. For a
   state split over a model mesh (`fit` with `model_parallel_mesh()`), each device computes the
   logits of its own models; the result is then replicated, so that every host can read it.
+  `index` (`[N, n]`, stacked states): model k's logits on its own rows `x[index[k]]`.
   """
   stacked = num_models(state) is not None
+  if index is not None and not stacked:
+    raise ValueError("predict with a per-model index needs a stacked state")
   mesh = model_mesh_of(state) if stacked else None
-  fn = _compiled_predict(state.apply_fn, stacked, resolve_model_axis(model_axis), mesh)
+  fn = _compiled_predict(state.apply_fn, stacked, resolve_model_axis(model_axis), mesh,
+                         index is not None)
   x = jnp.asarray(x)
-  n = x.shape[0]
+  n = x.shape[0] if index is None else int(index.shape[-1])
+  if index is not None:
+    index = jnp.asarray(index, jnp.int32)
   outs = []
   for start in range(0, n, batch_size):
-    chunk = x[start:start + batch_size]
-    pad = batch_size - chunk.shape[0] if n > batch_size else 0
-    if pad:
-      chunk = jnp.concatenate([chunk, jnp.zeros((pad, *chunk.shape[1:]), chunk.dtype)])
+    stop = min(start + batch_size, n)
+    pad = batch_size - (stop - start) if n > batch_size else 0
+    if index is None:
+      chunk = x[start:stop]
+      if pad:
+        chunk = jnp.concatenate([chunk, jnp.zeros((pad, *chunk.shape[1:]), chunk.dtype)])
+    else:  # each model's rows of this chunk of positions (padding repeats the last position)
+      pos = jnp.arange(start, stop + pad).clip(max=n - 1)
+      chunk = x[index[:, pos]]
     out = fn(state.params, state.model_state, chunk)
     outs.append(out[..., :out.shape[-2] - pad, :] if pad else out)
   return replicate(jnp.concatenate(outs, axis=-2), mesh)

@@ -40,7 +40,7 @@ import jax.numpy as jnp
 import optax
 
 from unlearn_jax.methods import base, common
-from unlearn_jax.train import create_train_state, predict
+from unlearn_jax.train import create_train_state, predict, take_rows
 
 USES_FORGET = True
 DEFAULTS = dict(
@@ -71,11 +71,15 @@ def bad_teacher_step(temperature: float, reduction: str):
   return common.make_step(loss)
 
 
-def targets(competent, incompetent, x, is_forget, temperature: float, model_axis: str):
+def targets(competent, incompetent, x, is_forget, temperature: float, model_axis: str,
+            index=None):
   """Per row of `x`: softmax(teacher / T) of the incompetent teacher where `is_forget`, of the
-  competent one elsewhere (`[n, C]`, or `[N, n, C]` for stacked teachers)."""
-  good = jax.nn.softmax(predict(competent, x, model_axis=model_axis) / temperature, axis=-1)
-  bad = jax.nn.softmax(predict(incompetent, x, model_axis=model_axis) / temperature, axis=-1)
+  competent one elsewhere (`[n, C]`, or `[N, n, C]` for stacked teachers). With a per-model
+  `index` (`[N, n]`) the rows are each model's `x[index[k]]`, in that order."""
+  good = jax.nn.softmax(predict(competent, x, model_axis=model_axis, index=index) / temperature,
+                        axis=-1)
+  bad = jax.nn.softmax(predict(incompetent, x, model_axis=model_axis, index=index) / temperature,
+                       axis=-1)
   return jnp.where(is_forget[:, None], bad, good)
 
 
@@ -88,7 +92,7 @@ def check_config(cfg: Mapping[str, Any], data: base.UnlearnData | None = None) -
   base.require("bad_teacher", cfg["reduction"] in _REDUCTIONS,
                f"reduction must be one of {_REDUCTIONS}, got {cfg['reduction']!r}")
   if data is not None:
-    nr, nf = len(data.retain_x), common.check_forget("bad_teacher", data)
+    nr, nf = data.num_retain, common.check_forget("bad_teacher", data)
     m = int(round(cfg["retain_fraction"] * nr))
     base.require("bad_teacher", m >= 1,
                  f"retain_fraction {cfg['retain_fraction']} of {nr} retain examples is empty")
@@ -98,7 +102,8 @@ def check_config(cfg: Mapping[str, Any], data: base.UnlearnData | None = None) -
 
 def unlearn(state, data: base.UnlearnData, cfg, key, mask=None) -> base.UnlearnResult:
   check_config(cfg, data)
-  nr, nf = len(data.retain_x), len(data.forget_x)
+  base.check_split(data, state)
+  nr, nf = data.num_retain, data.num_forget
   m = int(round(cfg["retain_fraction"] * nr))
   pool = m + nf
   epochs, bs = int(cfg["epochs"]), int(cfg["batch_size"])
@@ -106,19 +111,25 @@ def unlearn(state, data: base.UnlearnData, cfg, key, mask=None) -> base.UnlearnR
     stacked = base.is_stacked(state)
     steps = base.steps_per_epoch(pool, bs, data)
     tx = base.optimizer(cfg, epochs * steps, mask)  # cfg["optimizer"]: adam | sgd
-    x = data.train_x                                        # rows: retain, then forget
+    train = data.train                                      # positions: retain, then forget
     is_forget = jnp.arange(nr + nf) >= nr
     init_key, subset_key, data_key = common.split_keys(key, stacked, 3)
     incompetent = create_train_state(data.model, optax.identity(), init_key, data.image_shape)
-    p = targets(state, incompetent, x, is_forget, float(cfg["temperature"]), data.model_axis)
+    p = targets(state, incompetent, train.x, is_forget, float(cfg["temperature"]),
+                data.model_axis, index=train.index)
     subset = lambda k: jnp.concatenate([jax.random.permutation(k, nr)[:m],
                                         jnp.arange(nr, nr + nf)])
-    index = (jax.vmap(subset) if stacked else subset)(subset_key)
+    index = (jax.vmap(subset) if stacked else subset)(subset_key)  # positions of the pool
+    own_at = "rows"
+    if train.per_model:  # each model's pool rows, its targets by pool position
+      p = jnp.take_along_axis(p, index[..., None], axis=-2)
+      index, own_at = take_rows(train.index, index), "positions"
     student = common.fresh_copy(base.with_optimizer(state, tx, mask))
     step = bad_teacher_step(float(cfg["temperature"]), cfg["reduction"])
     for epoch in range(epochs):
-      student = common.run_epoch(student, {"x": x}, {"p": p}, index=index, key=data_key,
-                                 epoch=epoch, batch_size=bs, step_fn=step, data=data)
+      student = common.run_epoch(student, {"x": train.x}, {"p": p}, index=index, key=data_key,
+                                 epoch=epoch, batch_size=bs, step_fn=step, data=data,
+                                 own_at=own_at)
   return base.result(student, timer, example_gradients=epochs * steps * bs, epochs=epochs,
                      info={"pool_size": pool, "retain_in_pool": m,
                            "teacher_forward_examples": 2 * (nr + nf)})

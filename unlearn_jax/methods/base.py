@@ -135,10 +135,69 @@ def _per_model_optimizer(kind: str, learning_rates: tuple, momentum: float, weig
 
 
 @dataclasses.dataclass(frozen=True)
+class Rows:
+  """The examples of one role (retain, forget, or both) as rows of arrays `x`, `y`.
+
+  `index` None: every row, the same for every model. `index` `[N, n]` (int32): model k's
+  examples are the rows `index[k]` (its own subset, `55-shadow-eval.md`), every model the same
+  count n. Methods read data through `Rows`, so one code path serves shared and per-model
+  splits: `train.fit(x, y, subsets=index)`, `train.epoch_order`, or the gathered `arrays()`.
+  """
+  x: Any
+  y: Any
+  index: Any = None
+
+  def __len__(self) -> int:
+    return int(self.index.shape[-1]) if self.index is not None else int(len(self.x))
+
+  @property
+  def per_model(self) -> bool:
+    return self.index is not None
+
+  def labels(self) -> jax.Array:
+    """The labels in row order: `[n]`, or `[N, n]` (model k's rows) for a per-model index."""
+    y = jnp.asarray(self.y, jnp.int32)
+    return y if self.index is None else y[jnp.asarray(self.index)]
+
+  def arrays(self) -> tuple:
+    """`(x, y)` of the examples: shared `[n, ...]`, or per model `[N, n, ...]` (gathered; for
+    the small forget sets whole passes run over)."""
+    if self.index is None:
+      return jnp.asarray(self.x), jnp.asarray(self.y, jnp.int32)
+    idx = jnp.asarray(self.index)
+    return jnp.asarray(self.x)[idx], jnp.asarray(self.y, jnp.int32)[idx]
+
+
+def _rows_union(a: Rows, b: Rows, stacked_n: Optional[int] = None) -> Rows:
+  """Rows of `a` then rows of `b` (D_r ∪ D_f), as one `Rows` over the shared arrays."""
+  if a.index is None and b.index is None:
+    return Rows(jnp.concatenate([jnp.asarray(a.x), jnp.asarray(b.x)]),
+                jnp.concatenate([jnp.asarray(a.y), jnp.asarray(b.y)]))
+  if a.x is b.x and a.y is b.y:  # one pool: join the indices
+    return Rows(a.x, a.y, jnp.concatenate([jnp.asarray(a.index), jnp.asarray(b.index)], -1))
+  na = int(len(a.x))
+  x = jnp.concatenate([jnp.asarray(a.x), jnp.asarray(b.x)])
+  y = jnp.concatenate([jnp.asarray(a.y), jnp.asarray(b.y)])
+  n = next(r.index.shape[0] for r in (a, b) if r.index is not None)
+  ia = (jnp.asarray(a.index) if a.index is not None
+        else jnp.broadcast_to(jnp.arange(na, dtype=jnp.int32), (n, na)))
+  ib = (jnp.asarray(b.index) if b.index is not None
+        else jnp.broadcast_to(jnp.arange(len(b.x), dtype=jnp.int32), (n, len(b.x))))
+  return Rows(x, y, jnp.concatenate([ia, ib + na], -1).astype(jnp.int32))
+
+
+@dataclasses.dataclass(frozen=True)
 class UnlearnData:
   """The data and model description an unlearning method may use.
 
   Labels are the training labels (for a `confusion` forget set, the swapped ones).
+
+  Per-model splits (shadow models, `55-shadow-eval.md`): `retain_index` / `forget_index`
+  (`[N, r]` / `[N, f]` int32, one row per model of the stacked state) select model k's retain
+  and forget examples as rows of `retain_x` / `forget_x` (typically both the whole training
+  set); None selects every row for every model. Methods read the examples through `retain`,
+  `forget` and `train` (`Rows`), never the raw arrays, so that model k of a stacked run with a
+  per-model split equals a single run on `model_split(k)`.
   """
   retain_x: Any
   retain_y: Any
@@ -149,14 +208,77 @@ class UnlearnData:
   image_shape: tuple
   model_axis: str = "auto"
   mesh: Any = None
+  retain_index: Any = None
+  forget_index: Any = None
+
+  @property
+  def retain(self) -> Rows:
+    return Rows(self.retain_x, self.retain_y, self.retain_index)
+
+  @property
+  def forget(self) -> Rows:
+    return Rows(self.forget_x, self.forget_y, self.forget_index)
+
+  @property
+  def train(self) -> Rows:
+    """D_r ∪ D_f: the retain rows, then the forget rows (per model with a per-model split)."""
+    return _rows_union(self.retain, self.forget)
+
+  @property
+  def num_retain(self) -> int:
+    return len(self.retain)
+
+  @property
+  def num_forget(self) -> int:
+    return len(self.forget)
+
+  @property
+  def per_model(self) -> bool:
+    """Whether each model has its own retain/forget split."""
+    return self.retain_index is not None or self.forget_index is not None
+
+  @property
+  def num_split_models(self) -> Optional[int]:
+    """N of a per-model split (the rows of its index arrays), None for a shared split."""
+    idx = self.retain_index if self.retain_index is not None else self.forget_index
+    return None if idx is None else int(idx.shape[0])
+
+  def model_split(self, k: int) -> "UnlearnData":
+    """Model k's split as a shared `UnlearnData` (its rows gathered): the single-model run that
+    model k of a stacked run with this per-model split must equal."""
+    take = lambda a, idx: a if idx is None else jnp.asarray(a)[jnp.asarray(idx)[k]]
+    return dataclasses.replace(
+        self, retain_x=take(self.retain_x, self.retain_index),
+        retain_y=take(self.retain_y, self.retain_index),
+        forget_x=take(self.forget_x, self.forget_index),
+        forget_y=take(self.forget_y, self.forget_index), retain_index=None, forget_index=None)
 
   @property
   def train_x(self):
+    """D_r ∪ D_f images of a shared split (`train` for per-model splits)."""
+    self._shared("train_x")
     return jnp.concatenate([jnp.asarray(self.retain_x), jnp.asarray(self.forget_x)])
 
   @property
   def train_y(self):
+    self._shared("train_y")
     return jnp.concatenate([jnp.asarray(self.retain_y), jnp.asarray(self.forget_y)])
+
+  def _shared(self, what: str) -> None:
+    if self.per_model:
+      raise ValueError(f"UnlearnData.{what} is the shared split's; with a per-model split read "
+                       "`data.train` (Rows with per-model indices)")
+
+
+def check_split(data: UnlearnData, state) -> None:
+  """A per-model split needs a stacked state with one index row per model."""
+  n = data.num_split_models
+  if n is None:
+    return
+  models = num_models(state)
+  if models != n:
+    raise MethodConfigError(f"the per-model split has {n} rows of indices but the state has "
+                            f"{models or 'a single'} model(s); give one row per stacked model")
 
 
 @dataclasses.dataclass
@@ -307,12 +429,14 @@ def mask_axis(mask, state: TrainState):
   return 0 if mask is not None and is_stacked(state) and has_model_axis(mask, state) else None
 
 
-def train_on(state: TrainState, x, y, *, key, epochs: int, batch_size: int,
-             objective=None, data: UnlearnData) -> TrainState:
-  """Run `epochs` of minibatch training on (x, y) with `objective` (default cross-entropy)."""
-  step_fn = train_step if objective is None else make_train_step(objective)
-  return fit(state, x, y, key=key, epochs=epochs, batch_size=batch_size, mesh=data.mesh,
-             train_step_fn=step_fn, model_axis=data.model_axis)
+def train_on(state: TrainState, rows: Rows, *, key, epochs: int, batch_size: int,
+             objective=None, data: UnlearnData, train_step_fn=None) -> TrainState:
+  """Run `epochs` of minibatch training on `rows` (each model its own rows for a per-model
+  index) with `objective` (default cross-entropy) or a ready `train_step_fn`."""
+  step_fn = train_step_fn or (train_step if objective is None else make_train_step(objective))
+  return fit(state, rows.x, rows.y, key=key, epochs=epochs, batch_size=batch_size,
+             mesh=data.mesh, train_step_fn=step_fn, model_axis=data.model_axis,
+             subsets=rows.index)
 
 
 def steps_per_epoch(n: int, batch_size: int, data: UnlearnData) -> int:
@@ -352,7 +476,7 @@ def result(state: TrainState, timer: Timer, *, example_gradients: int, epochs: f
                        cost={"wall_s": wall, "example_gradients": int(example_gradients),
                              "epochs": float(epochs)})
 
-__all__ = ["UnlearnData", "UnlearnResult", "MethodConfigError", "OPTIMIZERS", "PerModel",
+__all__ = ["Rows", "UnlearnData", "UnlearnResult", "check_split", "MethodConfigError", "OPTIMIZERS", "PerModel",
            "PerModelOptimizer", "per_model_values", "merged_config",
            "require", "optimizer", "with_optimizer", "is_stacked", "has_model_axis", "mask_axis",
            "train_on", "steps_per_epoch", "diverged", "Timer", "result"]

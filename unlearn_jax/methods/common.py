@@ -3,7 +3,7 @@
   config checks      is_int, is_real, check_sgd_config, check_distill_config, check_forget,
                      check_batch, check_alpha
   keys and states    split_keys, fresh_copy
-  batch loops        constrain_batch, make_step, run_epoch (rows shared by all models or own
+  batch loops        constrain_batch, make_step, run_epoch, row_chunks (rows shared by all models or own
                      to each model, optionally a per-model subset)
   distillation       kl_divergence, kl_from_probs
   gradients          float32_zeros, scale_tree, chunk_gradients, gradient_sum
@@ -83,7 +83,7 @@ def check_distill_config(name: str, cfg: Mapping[str, Any]) -> None:
 
 def check_forget(name: str, data: base.UnlearnData) -> int:
   """|D_f|, which must be >= 1."""
-  n = int(len(data.forget_x))
+  n = data.num_forget
   base.require(name, n >= 1, "the forget set is empty")
   return n
 
@@ -161,7 +161,7 @@ def make_step(loss: BatchLoss):
 
 @functools.lru_cache(maxsize=None)
 def _compiled_step(step_fn, batch_size: int, stacked: bool, model_axis: str, mesh,
-                   indexed: bool):
+                   indexed: bool, own_at_rows: bool = True):
   """Jitted: slice batch `i` of `perm`, gather shared and per-model rows, run `step_fn`."""
   step = over_models(step_fn, model_axis) if stacked else step_fn
   take = jax.vmap(lambda a, j: a[j]) if stacked else (lambda a, j: a[j])
@@ -170,7 +170,7 @@ def _compiled_step(step_fn, batch_size: int, stacked: bool, model_axis: str, mes
     pos = jax.lax.dynamic_slice_in_dim(perm, i * batch_size, batch_size, axis=-1)
     rows = take(index, pos) if indexed else pos
     batch = {k: v[rows] for k, v in shared.items()}
-    batch.update({k: take(v, rows) for k, v in own.items()})
+    batch.update({k: take(v, rows if own_at_rows else pos) for k, v in own.items()})
     return step(state, constrain_batch(batch, mesh, stacked))
 
   return jax.jit(run, donate_argnums=(0,))
@@ -178,7 +178,8 @@ def _compiled_step(step_fn, batch_size: int, stacked: bool, model_axis: str, mes
 
 def run_epoch(state: TrainState, shared: Mapping[str, jax.Array],
               own: Optional[Mapping[str, jax.Array]] = None, *, key, epoch: int,
-              batch_size: int, step_fn, data: base.UnlearnData, index=None) -> TrainState:
+              batch_size: int, step_fn, data: base.UnlearnData, index=None,
+              own_at: str = "rows") -> TrainState:
   """One epoch of `step_fn` over rows drawn in the order of `epoch_permutations(key, epoch)`.
 
   Args:
@@ -188,6 +189,9 @@ def run_epoch(state: TrainState, shared: Mapping[str, jax.Array],
       logits of each seed).
     index: optional per-model map from epoch position to row (`[n]` or `[N, n]`), for a
       per-seed subset of the rows; without it the epoch runs over all rows of `shared`.
+    own_at: `rows` (default): `own` is indexed like `shared`, by row; `positions`: by epoch
+      position (`own[k][p]` belongs to row `index[k][p]`, e.g. per-model labels of a per-model
+      split, `base.Rows`).
     batch_size: examples per step; the last partial batch is dropped (each epoch reshuffles),
       as in `train.fit`.
   """
@@ -197,7 +201,7 @@ def run_epoch(state: TrainState, shared: Mapping[str, jax.Array],
   steps = base.steps_per_epoch(n, batch_size, data)
   perm = epoch_permutations(key, epoch, n=n, stacked=stacked)
   fn = _compiled_step(step_fn, batch_size, stacked, resolve_model_axis(data.model_axis),
-                      data.mesh, index is not None)
+                      data.mesh, index is not None, own_at == "rows")
   for i in range(steps):
     state, _ = fn(state, dict(shared), own, index if index is not None else perm, perm, i)
   return state
@@ -260,7 +264,7 @@ def scale_tree(tree, c):
 
 
 @functools.lru_cache(maxsize=None)
-def _compiled_chunk_grad(apply_fn, stacked: bool, model_axis: str):
+def _compiled_chunk_grad(apply_fn, stacked: bool, model_axis: str, per_model_rows: bool = False):
   """Jitted: grad of the weighted sum of CE over one chunk, model in inference mode."""
 
   def one(params, model_state, xb, yb, wb):
@@ -271,40 +275,54 @@ def _compiled_chunk_grad(apply_fn, stacked: bool, model_axis: str):
 
     return jax.grad(loss)(params)
 
-  return jax.jit(over_models(one, model_axis, in_axes=(0, 0, None, None, None)) if stacked
-                 else one)
+  data_axis = 0 if per_model_rows else None
+  return jax.jit(over_models(one, model_axis, in_axes=(0, 0, data_axis, data_axis, None))
+                 if stacked else one)
+
+
+def row_chunks(x, y, batch_size: int, index=None, *, pad: bool = True):
+  """Consecutive chunks of `batch_size` rows: `(xb, yb, wb, m)`, wb 1 for real rows, 0 for the
+  padding that fills the last chunk (`pad`), m the number of real rows.
+
+  Without `index` the chunks are rows of (x, y) (`[B, ...]`); with a per-model `index`
+  (`[N, n]`) chunk b holds each model's rows `index[:, b·B:(b+1)·B]` (`[N, B, ...]`),
+  gathered chunk by chunk, so a per-model split never materialises N copies of its rows.
+  """
+  x, y = jnp.asarray(x), jnp.asarray(y, jnp.int32)
+  n = int(x.shape[0]) if index is None else int(index.shape[-1])
+  if n == 0:
+    raise ValueError("row_chunks needs at least one example")
+  if batch_size < 1:
+    raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+  if index is not None:
+    index = jnp.asarray(index, jnp.int32)
+  for start in range(0, n, batch_size):
+    m = min(batch_size, n - start)
+    pos = jnp.arange(start, start + (batch_size if pad else m)).clip(max=n - 1)
+    rows = pos if index is None else index[:, pos]
+    wb = (jnp.arange(pos.shape[0]) < m).astype(jnp.float32)
+    yield x[rows], y[rows], wb, m
 
 
 def chunk_gradients(params, model_state, apply_fn, x, y, *, batch_size: int,
-                    stacked: bool = False, model_axis: str = "auto"):
+                    stacked: bool = False, model_axis: str = "auto", index=None):
   """Yield `(g, m)` for consecutive chunks of `batch_size` rows of (x, y), in order.
 
   g = ∇_θ Σ_{i in chunk} CE(f(x_i; θ), y_i) in inference mode, m the chunk's number of rows (the
   last chunk may be partial; it is padded with zero-weight rows, so every chunk shares one
   compiled program, and in inference mode examples are independent, so padding is exact).
+  `index` (`[N, n]`): each model of the stacked state takes its own rows (`row_chunks`).
   Shared by `single_gradient.mean_loss_gradient` and `ssd.importance` (same program for the
   same batch_size).
   """
-  x, y = jnp.asarray(x), jnp.asarray(y)
-  n = int(x.shape[0])
-  if n == 0:
-    raise ValueError("chunk_gradients needs at least one example")
-  if batch_size < 1:
-    raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-  k = -(-n // batch_size)
-  pad = k * batch_size - n
-  w = jnp.concatenate([jnp.ones((n,), jnp.float32), jnp.zeros((pad,), jnp.float32)])
-  if pad:
-    x = jnp.concatenate([x, jnp.zeros((pad, *x.shape[1:]), x.dtype)])
-    y = jnp.concatenate([y, jnp.zeros((pad,), y.dtype)])
-  fn = _compiled_chunk_grad(apply_fn, stacked, resolve_model_axis(model_axis))
-  for b in range(k):
-    chunk = slice(b * batch_size, (b + 1) * batch_size)
-    yield fn(params, model_state, x[chunk], y[chunk], w[chunk]), min(batch_size, n - b * batch_size)
+  fn = _compiled_chunk_grad(apply_fn, stacked, resolve_model_axis(model_axis), index is not None)
+  for xb, yb, wb, m in row_chunks(x, y, batch_size, index):
+    yield fn(params, model_state, xb, yb, wb), m
 
 
 @functools.lru_cache(maxsize=None)
-def _compiled_grad_accumulate(apply_fn, stacked: bool, model_axis: str):
+def _compiled_grad_accumulate(apply_fn, stacked: bool, model_axis: str,
+                              per_model_rows: bool = False):
   """acc + ∇θ mean-CE(batch) with the model in inference mode (model_state closed over)."""
 
   def one(acc, params, model_state, x, y):
@@ -314,21 +332,23 @@ def _compiled_grad_accumulate(apply_fn, stacked: bool, model_axis: str):
     g = jax.grad(loss)(params)
     return jax.tree_util.tree_map(lambda a, gi: a + gi.astype(jnp.float32), acc, g)
 
-  fn = over_models(one, model_axis, in_axes=(0, 0, 0, None, None)) if stacked else one
+  data_axis = 0 if per_model_rows else None
+  fn = (over_models(one, model_axis, in_axes=(0, 0, 0, data_axis, data_axis)) if stacked
+        else one)
   return jax.jit(fn, donate_argnums=(0,))
 
 
-def gradient_sum(state, x, y, *, batch_size: int, model_axis: str = "auto"):
+def gradient_sum(state, x, y, *, batch_size: int, model_axis: str = "auto", index=None):
   """Σ_B ∇θ CE_B(θ) per model over consecutive batches of (x, y), every example used.
 
   The same sum as `localize.batch_gradient_sum` with an inference-mode CE loss, but one compiled
   function serves every model and every call (the loss does not close over per-model state).
+  `index` (`[N, n]`): model k sums over its own rows `index[k]` (batches of positions).
   """
   fn = _compiled_grad_accumulate(state.apply_fn, base.is_stacked(state),
-                                 resolve_model_axis(model_axis))
+                                 resolve_model_axis(model_axis), index is not None)
   acc = float32_zeros(state.params)
-  x, y = jnp.asarray(x), jnp.asarray(y, jnp.int32)
-  for xb, yb in localize.iterate_batches(x, y, batch_size):
+  for xb, yb, _, _ in row_chunks(x, y, batch_size, index, pad=False):
     acc = fn(acc, state.params, state.model_state, xb, yb)
   return acc
 
@@ -356,15 +376,16 @@ def mask_fractions(mask, state) -> list:
 
 def localization_masks(state, x, y, *, alpha: float, criterion: str = "weighted_grad",
                        granularity: str = "channel", top_h="ten_percent_of_channels",
-                       batch_size: int = 128, model_axis: str = "auto"):
+                       batch_size: int = 128, model_axis: str = "auto", index=None):
   """`localize.localization_mask` per model on (x, y): scores (DEL §1), optional channel
-  aggregation (§2), global top-α (§3). Returns a bool mask with the state's model axis."""
+  aggregation (§2), global top-α (§3). Returns a bool mask with the state's model axis.
+  `index` (`[N, n]`): model k scores its own rows `index[k]` of (x, y)."""
   if granularity not in localize.GRANULARITIES:
     raise ValueError(f"unknown granularity {granularity!r}; valid: "
                      f"{', '.join(localize.GRANULARITIES)}")
   grads = None
   if criterion != "weight":
-    grads = gradient_sum(state, x, y, batch_size=batch_size, model_axis=model_axis)
+    grads = gradient_sum(state, x, y, batch_size=batch_size, model_axis=model_axis, index=index)
 
   def one(params, g):
     scores = localize.scores_from_gradient(params, g, criterion)

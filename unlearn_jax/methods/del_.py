@@ -53,7 +53,7 @@ import optax
 
 from unlearn_jax import localize, masking, pex
 from unlearn_jax.methods import base, common
-from unlearn_jax.train import create_train_state, fit, num_models, train_step
+from unlearn_jax.train import create_train_state, num_models
 
 USES_FORGET = True
 DEFAULTS = dict(alpha=0.3, criterion="weighted_grad", granularity="channel",
@@ -72,25 +72,38 @@ def fresh_params(data: base.UnlearnData, key):
   return create_train_state(data.model, optax.identity(), key, data.image_shape).params
 
 
-def official_batches(x, y, batch_size: int, seed: int):
+def official_batches(x, y, batch_size: int, seed: int, index=None):
   """The official localization data (`45-recipes.md`): the scored set shuffled by `seed` (one
   permutation shared by every model) with the last partial batch of `batch_size` dropped, so the
-  batch-mean gradients summed over it are those of DEL's `drop_last=True` loader."""
-  n = int(len(x))
+  batch-mean gradients summed over it are those of DEL's `drop_last=True` loader. With a
+  per-model `index` (`[N, n]`) the permutation reorders each model's positions: returns
+  `(x, y, index)`, the kept rows of every model."""
+  n = int(len(x)) if index is None else int(index.shape[-1])
   keep = (n // batch_size) * batch_size
   if keep == 0:
     raise base.MethodConfigError(
         f"method 'del': mask_drop_last with mask_batch_size={batch_size} drops all {n} scored "
         f"examples; lower mask_batch_size to at most {n}")
   perm = np.random.default_rng(seed).permutation(n)[:keep]
-  return jnp.asarray(x)[perm], jnp.asarray(y)[perm]
+  if index is not None:
+    return x, y, jnp.asarray(index)[:, perm]
+  return jnp.asarray(x)[perm], jnp.asarray(y)[perm], None
 
 
-def per_example_masks(state, x, y, cfg):
+def per_example_masks(state, x, y, cfg, index=None):
   """Per-model masks from per-example gradients (`pex`, chunked): `cfg['aggregation']`
-  sum_then_abs |θ ⊙ Σ_i g_i| or abs_then_sum Σ_i |θ ⊙ g_i|, then channels and global top-α."""
+  sum_then_abs |θ ⊙ Σ_i g_i| or abs_then_sum Σ_i |θ ⊙ g_i|, then channels and global top-α.
+  With a per-model `index` (`[N, n]`) model k scores its own rows `x[index[k]]`: `pex` shares
+  one batch across the models of a stacked call, so each model is scored by its own call here
+  (one compiled program for all of them)."""
   stacked = base.is_stacked(state)
   chunk = int(cfg.get("pex_chunk_size", 0)) or None
+  if index is not None:
+    take = lambda tree, i: jax.tree_util.tree_map(lambda a: a[i], tree)
+    masks = [per_example_masks(take(state, k), jnp.asarray(x)[jnp.asarray(index)[k]],
+                               jnp.asarray(y)[jnp.asarray(index)[k]], cfg)
+             for k in range(num_models(state))]
+    return jax.tree_util.tree_map(lambda *m: jnp.stack(m), *masks)
   scores = localize.per_example_scores(
       pex.inference_loss(state.apply_fn), state.params,
       (jnp.asarray(x), jnp.asarray(y, jnp.int32)), cfg["criterion"], cfg["aggregation"],
@@ -112,21 +125,21 @@ def localize_and_reset(state, data: base.UnlearnData, cfg, init_key, mask=None):
   """Steps 1-2: (reset state, reset mask, number of scored examples)."""
   scored = 0
   if mask is None:
-    if cfg["criterion"] == "weighted_grad_all":
-      x, y = data.train_x, data.train_y
-    else:
-      x, y = data.forget_x, data.forget_y
+    rows = data.train if cfg["criterion"] == "weighted_grad_all" else data.forget
+    x, y, index = rows.x, rows.y, rows.index
     if cfg.get("mask_drop_last"):
-      x, y = official_batches(x, y, int(cfg["mask_batch_size"]), int(cfg["mask_shuffle_seed"]))
+      x, y, index = official_batches(x, y, int(cfg["mask_batch_size"]),
+                                     int(cfg["mask_shuffle_seed"]), index)
     if cfg.get("aggregation", "sum_then_abs") == "abs_then_sum":
-      mask = per_example_masks(state, x, y, cfg)
+      mask = per_example_masks(state, x, y, cfg, index)
     else:  # sum of batch-mean gradients over consecutive batches of mask_batch_size
       mask = common.localization_masks(state, x, y, alpha=float(cfg["alpha"]),
                                        criterion=cfg["criterion"],
                                        granularity=cfg["granularity"], top_h=cfg["top_h"],
                                        batch_size=int(cfg["mask_batch_size"]),
-                                       model_axis=data.model_axis)
-    scored = 0 if cfg["criterion"] == "weight" else int(len(x))
+                                       model_axis=data.model_axis, index=index)
+    scored = 0 if cfg["criterion"] == "weight" else (
+        int(len(x)) if index is None else int(index.shape[-1]))
   else:
     mask = common.per_model_mask(mask, state)
   params = masking.reset(state.params, fresh_params(data, init_key), mask)
@@ -157,11 +170,12 @@ def check_config(cfg, data: base.UnlearnData | None = None) -> None:
     base.require("del", False, str(e))
   if data is not None:
     common.check_forget("del", data)
-    common.check_batch("del", "batch_size", "retain", cfg["batch_size"], len(data.retain_x))
+    common.check_batch("del", "batch_size", "retain", cfg["batch_size"], data.num_retain)
 
 
 def unlearn(state, data: base.UnlearnData, cfg, key, mask=None) -> base.UnlearnResult:
   check_config(cfg, data)
+  base.check_split(data, state)
   is_classifier = masking.path_contains(cfg["classifier"])
   paths = [masking.keypath_str(p) for p, _ in
            jax.tree_util.tree_flatten_with_path(state.params)[0]]
@@ -172,12 +186,11 @@ def unlearn(state, data: base.UnlearnData, cfg, key, mask=None) -> base.UnlearnR
     init_key, data_key = common.split_keys(key, base.is_stacked(state))
     state, reset_mask, scored = localize_and_reset(state, data, cfg, init_key, mask)
     trainable = masking.always_trainable(reset_mask, is_classifier)
-    steps = base.steps_per_epoch(len(data.retain_x), cfg["batch_size"], data)
+    steps = base.steps_per_epoch(data.num_retain, cfg["batch_size"], data)
     tx = base.optimizer(cfg, cfg["epochs"] * steps, trainable)
     state = base.with_optimizer(state, tx, trainable)
-    state = fit(state, data.retain_x, data.retain_y, key=data_key, epochs=cfg["epochs"],
-                batch_size=cfg["batch_size"], mesh=data.mesh, train_step_fn=train_step,
-                model_axis=data.model_axis)
+    state = base.train_on(state, data.retain, key=data_key, epochs=cfg["epochs"],
+                          batch_size=cfg["batch_size"], data=data)
     info = {"mask_fraction": common.mask_fractions(reset_mask, state),
             "trainable_fraction": common.mask_fractions(trainable, state),
             "localized": mask is None}

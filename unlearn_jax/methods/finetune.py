@@ -15,16 +15,17 @@ DEFAULTS = dict(epochs=3, batch_size=64, learning_rate=0.01, momentum=0.9, weigh
 def check_config(cfg, data: base.UnlearnData | None = None) -> None:
   common.check_sgd_config("finetune", cfg)
   if data is not None:
-    common.check_batch("finetune", "batch_size", "retain", cfg["batch_size"], len(data.retain_x))
+    common.check_batch("finetune", "batch_size", "retain", cfg["batch_size"], data.num_retain)
 
 
 def unlearn(state, data: base.UnlearnData, cfg, key, mask=None) -> base.UnlearnResult:
   check_config(cfg, data)
+  base.check_split(data, state)
   with base.Timer() as timer:
-    steps = base.steps_per_epoch(len(data.retain_x), cfg["batch_size"], data)
+    steps = base.steps_per_epoch(data.num_retain, cfg["batch_size"], data)
     tx = base.optimizer(cfg, cfg["epochs"] * steps, mask)
     state = base.with_optimizer(state, tx, mask)
-    state = base.train_on(state, data.retain_x, data.retain_y, key=key, epochs=cfg["epochs"],
+    state = base.train_on(state, data.retain, key=key, epochs=cfg["epochs"],
                           batch_size=cfg["batch_size"], data=data)
   return base.result(state, timer, example_gradients=cfg["epochs"] * steps * cfg["batch_size"],
                      epochs=cfg["epochs"])

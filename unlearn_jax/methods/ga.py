@@ -27,7 +27,7 @@ collapses it (~0.15-0.2 everywhere).
 from __future__ import annotations
 
 from unlearn_jax.methods import base, common, neggrad_plus
-from unlearn_jax.train import cross_entropy, fit, make_train_step
+from unlearn_jax.train import cross_entropy, make_train_step
 
 USES_FORGET = True
 DEFAULTS = dict(epochs=5, batch_size=32, learning_rate=0.02, momentum=0.9, weight_decay=0.0,
@@ -59,7 +59,7 @@ def check_ascent_config(name: str, cfg, data: base.UnlearnData | None = None) ->
     common.check_forget(name, data)
     if cfg.get("epoch_length") == "retain":
       common.check_batch(name, "retain_batch_size", "retain", cfg["retain_batch_size"],
-                         len(data.retain_x))
+                         data.num_retain)
 
 
 def check_config(cfg, data: base.UnlearnData | None = None) -> None:
@@ -70,7 +70,8 @@ def gradient_ascent(name: str, state, data: base.UnlearnData, cfg, key, mask=Non
                     ) -> base.UnlearnResult:
   """The GA update shared by `ga` and `neggrad` (errors name `name`)."""
   check_ascent_config(name, cfg, data)
-  n = len(data.forget_x)
+  base.check_split(data, state)
+  n = data.num_forget
   if cfg.get("epoch_length") == "retain":
     with base.Timer() as timer:
       return neggrad_plus.paired_descent_ascent(
@@ -82,9 +83,8 @@ def gradient_ascent(name: str, state, data: base.UnlearnData, cfg, key, mask=Non
     steps = base.steps_per_epoch(n, batch_size, data)
     tx = base.optimizer(cfg, cfg["epochs"] * steps, mask)
     state = base.with_optimizer(state, tx, mask)
-    state = fit(state, data.forget_x, data.forget_y, key=key, epochs=cfg["epochs"],
-                batch_size=batch_size, mesh=data.mesh, train_step_fn=ASCENT_STEP,
-                model_axis=data.model_axis)
+    state = base.train_on(state, data.forget, key=key, epochs=cfg["epochs"],
+                          batch_size=batch_size, data=data, train_step_fn=ASCENT_STEP)
   return base.result(state, timer, example_gradients=cfg["epochs"] * steps * batch_size,
                      epochs=cfg["epochs"], info={"batch_size": batch_size})
 

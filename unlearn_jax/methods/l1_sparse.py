@@ -26,8 +26,8 @@ import jax
 import jax.numpy as jnp
 
 from unlearn_jax.methods import base, common
-from unlearn_jax.train import (cross_entropy, epoch_permutations, fit, make_train_step,
-                               over_models, replicate, resolve_model_axis)
+from unlearn_jax.train import (cross_entropy, epoch_order, make_train_step, over_models,
+                               replicate, resolve_model_axis)
 
 USES_FORGET = False
 VECTORIZED = ("learning_rate", "gamma")
@@ -84,13 +84,13 @@ def _per_model_fit(state, data: base.UnlearnData, gammas, *, key, epochs: int, b
   """`train.fit` over the retain set with the ℓ1 objective and one γ per model."""
   x, y = replicate(jnp.asarray(data.retain_x), data.mesh), replicate(jnp.asarray(data.retain_y),
                                                                     data.mesh)
-  n = int(x.shape[0])
+  n = data.num_retain
   steps = base.steps_per_epoch(n, batch_size, data)
   fn = _compiled_per_model_step(int(total_steps), int(batch_size),
                                 resolve_model_axis(data.model_axis), data.mesh, int(epoch_steps))
   state = common.fresh_copy(state)
   for epoch in range(epochs):
-    perm = epoch_permutations(key, epoch, n=n, stacked=True)
+    perm = epoch_order(key, epoch, n=n, stacked=True, subsets=data.retain_index)
     for i in range(steps):
       state, _ = fn(state, x, y, perm, i, gammas)
   return state
@@ -105,14 +105,15 @@ def check_config(cfg, data: base.UnlearnData | None = None) -> None:
                f"{cfg['penalty_decay']!r}")
   if data is not None:
     common.check_batch("l1_sparse", "batch_size", "retain", cfg["batch_size"],
-                       len(data.retain_x))
+                       data.num_retain)
 
 
 def unlearn(state, data: base.UnlearnData, cfg, key, mask=None) -> base.UnlearnResult:
   check_config(cfg, data)
+  base.check_split(data, state)
   g = cfg["gamma"]
   with base.Timer() as timer:
-    steps = base.steps_per_epoch(len(data.retain_x), cfg["batch_size"], data)
+    steps = base.steps_per_epoch(data.num_retain, cfg["batch_size"], data)
     total = cfg["epochs"] * steps
     tx = base.optimizer(cfg, total, mask)
     state = base.with_optimizer(state, tx, mask)
@@ -123,10 +124,9 @@ def unlearn(state, data: base.UnlearnData, cfg, key, mask=None) -> base.UnlearnR
                              epoch_steps=steps if cfg["penalty_decay"] == "epoch" else 1)
       return base.result(state, timer, example_gradients=total * cfg["batch_size"],
                          epochs=cfg["epochs"])
-    state = fit(state, data.retain_x, data.retain_y, key=key, epochs=cfg["epochs"],
-                batch_size=cfg["batch_size"], mesh=data.mesh,
-                train_step_fn=l1_step(float(g), int(total),
-                                      steps if cfg["penalty_decay"] == "epoch" else 1),
-                model_axis=data.model_axis)
+    state = base.train_on(state, data.retain, key=key, epochs=cfg["epochs"],
+                          batch_size=cfg["batch_size"], data=data,
+                          train_step_fn=l1_step(float(g), int(total),
+                                                steps if cfg["penalty_decay"] == "epoch" else 1))
   return base.result(state, timer, example_gradients=total * cfg["batch_size"],
                      epochs=cfg["epochs"])

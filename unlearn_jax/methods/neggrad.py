@@ -47,7 +47,7 @@ def check_config(cfg, data: base.UnlearnData | None = None) -> None:
   if data is not None:
     common.check_forget("neggrad", data)
     common.check_batch("neggrad", "retain_batch_size", "retain", cfg["retain_batch_size"],
-                       len(data.retain_x))
+                       data.num_retain)
 
 
 def unlearn(state, data: base.UnlearnData, cfg, key, mask=None) -> base.UnlearnResult:

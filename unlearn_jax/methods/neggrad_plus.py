@@ -42,7 +42,7 @@ import jax.numpy as jnp
 import optax
 
 from unlearn_jax.methods import base, common
-from unlearn_jax.train import (cross_entropy, epoch_permutations, over_models, replicate,
+from unlearn_jax.train import (cross_entropy, epoch_order, over_models, replicate,
                                resolve_model_axis)
 
 USES_FORGET = True
@@ -116,7 +116,7 @@ def check_config(cfg, data: base.UnlearnData | None = None) -> None:
   if data is not None:
     common.check_forget("neggrad_plus", data)
     common.check_batch("neggrad_plus", "batch_size", "retain", cfg["batch_size"],
-                       len(data.retain_x))
+                       data.num_retain)
 
 
 def paired_descent_ascent(state, data: base.UnlearnData, cfg, key, mask=None, *, beta: float,
@@ -125,7 +125,8 @@ def paired_descent_ascent(state, data: base.UnlearnData, cfg, key, mask=None, *,
   """Epochs of |D_r|/B_r steps, each pairing a retain and a forget batch (module docstring).
 
   cfg: the SGD keys, `epochs` and optionally `forget_cycle`, `l2`, `train_mode`."""
-  n_f, n_r = len(data.forget_x), int(len(data.retain_x))
+  base.check_split(data, state)
+  n_f, n_r = data.num_forget, data.num_retain
   stacked = base.is_stacked(state)
   b_r, b_f = int(retain_batch_size), min(int(forget_batch_size), n_f)
   steps = base.steps_per_epoch(n_r, b_r, data)
@@ -147,7 +148,7 @@ def paired_descent_ascent(state, data: base.UnlearnData, cfg, key, mask=None, *,
   state = replicate(common.fresh_copy(state), data.mesh)  # steps donate
   t = 0
   for epoch in range(cfg["epochs"]):
-    rperm = epoch_permutations(retain_key, epoch, n=n_r, stacked=stacked)
+    rperm = epoch_order(retain_key, epoch, n=n_r, stacked=stacked, subsets=data.retain_index)
     for i in range(steps):
       if replay:
         cycle, j = epoch, i % f_steps
@@ -156,7 +157,7 @@ def paired_descent_ascent(state, data: base.UnlearnData, cfg, key, mask=None, *,
         cycle, j = divmod(t, f_steps)
         new_perm = j == 0
       if new_perm:
-        fperm = epoch_permutations(forget_key, cycle, n=n_f, stacked=stacked)
+        fperm = epoch_order(forget_key, cycle, n=n_f, stacked=stacked, subsets=data.forget_index)
       state, _ = step(state, rx, ry, fx, fy, rperm, fperm, i, j, beta_arr, l2_arr, anchor)
       t += 1
   return base.result(state, timer, example_gradients=cfg["epochs"] * steps * (b_r + b_f),

@@ -53,24 +53,28 @@ PROCEDURES = ("union", "forget_then_retain")
 def random_labels(key, y, num_classes: int, allow_true_label: bool = False, stacked=False):
   """Random labels for `y`: uniform over the other classes (default) or over all classes.
 
-  With `stacked`, `key` is `[N, 2]` and the result `[N, len(y)]` (one draw per model).
+  With `stacked`, `key` is `[N, 2]` and the result `[N, n]` (one draw per model); `y` is `[n]`
+  (shared) or `[N, n]` (each model's own labels, a per-model split).
   """
   y = jnp.asarray(y, jnp.int32)
 
-  def one(k):
+  def one(k, yk):
     if allow_true_label:
-      return jax.random.randint(k, y.shape, 0, num_classes, jnp.int32)
-    return (y + jax.random.randint(k, y.shape, 1, num_classes, jnp.int32)) % num_classes
+      return jax.random.randint(k, yk.shape, 0, num_classes, jnp.int32)
+    return (yk + jax.random.randint(k, yk.shape, 1, num_classes, jnp.int32)) % num_classes
 
-  return jax.vmap(one)(key) if stacked else one(key)
+  if not stacked:
+    return one(key, y)
+  return jax.vmap(one, in_axes=(0, 0 if y.ndim == 2 else None))(key, y)
 
 
 def fit_labels(state, x, y, *, key, epochs: int, batch_size: int, data: base.UnlearnData,
-               train_step_fn) -> Any:
+               train_step_fn, index=None) -> Any:
   """`train.fit` whose labels may carry a model axis (`y` of shape `[N, n]` for a stacked state).
 
   Same data order as `train.fit` (permutation of epoch e from `fold_in(key, e)`, last partial
-  batch dropped), so with shared labels it trains exactly like `fit`.
+  batch dropped), so with shared labels it trains exactly like `fit`. With a per-model `index`
+  (`[N, n]` rows of `x`, `base.Rows`), `y` holds each model's labels by position (`[N, n]`).
   """
   x, y = replicate(jnp.asarray(x), data.mesh), replicate(jnp.asarray(y), data.mesh)
   per_model = base.is_stacked(state) and y.ndim == 2
@@ -78,7 +82,8 @@ def fit_labels(state, x, y, *, key, epochs: int, batch_size: int, data: base.Unl
   state = replicate(common.fresh_copy(state), data.mesh)  # steps donate their input
   for epoch in range(epochs):
     state = common.run_epoch(state, shared, own, key=key, epoch=epoch, batch_size=batch_size,
-                             step_fn=train_step_fn, data=data)
+                             step_fn=train_step_fn, data=data, index=index,
+                             own_at="rows" if index is None else "positions")
   return state
 
 
@@ -94,19 +99,22 @@ def relabel_and_train(state, data: base.UnlearnData, cfg, key, mask=None, *,
                               info=info, extra_example_gradients=extra_example_gradients,
                               timer=timer)
   timer = timer or base.Timer().__enter__()
+  base.check_split(data, state)
   stacked = base.is_stacked(state)
   label_key, data_key = common.split_keys(key, stacked)
-  fy = random_labels(label_key, data.forget_y, data.num_classes, allow_true_label, stacked)
-  ry = jnp.asarray(data.retain_y, jnp.int32)
+  fy = random_labels(label_key, data.forget.labels(), data.num_classes, allow_true_label,
+                     stacked)
+  ry = data.retain.labels()
   if stacked:
-    ry = jnp.broadcast_to(ry, (num_models(state), ry.shape[0]))
-  y = jnp.concatenate([ry, fy], axis=-1)
-  x = data.train_x
-  steps = base.steps_per_epoch(int(x.shape[0]), cfg["batch_size"], data)
+    ry = jnp.broadcast_to(ry, (num_models(state), ry.shape[-1]))
+  y = jnp.concatenate([ry, fy], axis=-1)  # by position: retain rows, then forget rows
+  train = data.train
+  steps = base.steps_per_epoch(len(train), cfg["batch_size"], data)
   tx = base.optimizer(cfg, cfg["epochs"] * steps, mask)
   state = base.with_optimizer(state, tx, mask)
-  state = fit_labels(state, x, y, key=data_key, epochs=cfg["epochs"],
-                     batch_size=cfg["batch_size"], data=data, train_step_fn=train_step)
+  state = fit_labels(state, train.x, y, key=data_key, epochs=cfg["epochs"],
+                     batch_size=cfg["batch_size"], data=data, train_step_fn=train_step,
+                     index=train.index)
   return base.result(state, timer, epochs=cfg["epochs"], info=info,
                      example_gradients=cfg["epochs"] * steps * cfg["batch_size"]
                      + extra_example_gradients)
@@ -119,10 +127,11 @@ def forget_then_retain(state, data: base.UnlearnData, cfg, key, mask=None, *,
   """SalUn's RL order: per epoch e, a pass over D_f with labels redrawn from
   `fold_in(label_key, e)`, then a pass over D_r; one optimizer (momentum shared by both)."""
   timer = timer or base.Timer().__enter__()
+  base.check_split(data, state)
   stacked = base.is_stacked(state)
   label_key, forget_key, retain_key = common.split_keys(key, stacked, 3)
   b = int(cfg["batch_size"])
-  n_f, n_r = len(data.forget_x), len(data.retain_x)
+  n_f, n_r = data.num_forget, data.num_retain
   b_f = min(b, n_f)
   f_steps = base.steps_per_epoch(n_f, b_f, data)
   r_steps = base.steps_per_epoch(n_r, b, data)
@@ -133,14 +142,17 @@ def forget_then_retain(state, data: base.UnlearnData, cfg, key, mask=None, *,
   fx, rx, ry = put(data.forget_x), put(data.retain_x), put(data.retain_y, jnp.int32)
   state = replicate(common.fresh_copy(state), data.mesh)  # steps donate their input
   fold = jax.vmap(jax.random.fold_in, in_axes=(0, None)) if stacked else jax.random.fold_in
+  forget_labels = data.forget.labels()
   for epoch in range(epochs):
-    fy = put(random_labels(fold(label_key, epoch), data.forget_y, data.num_classes,
+    fy = put(random_labels(fold(label_key, epoch), forget_labels, data.num_classes,
                            allow_true_label, stacked))
     shared, own = ({"x": fx}, {"y": fy}) if stacked else ({"x": fx, "y": fy}, None)
     state = common.run_epoch(state, shared, own, key=forget_key, epoch=epoch, batch_size=b_f,
-                             step_fn=train_step, data=data)
+                             step_fn=train_step, data=data, index=data.forget_index,
+                             own_at="positions" if data.forget_index is not None else "rows")
     state = common.run_epoch(state, {"x": rx, "y": ry}, None, key=retain_key, epoch=epoch,
-                             batch_size=b, step_fn=train_step, data=data)
+                             batch_size=b, step_fn=train_step, data=data,
+                             index=data.retain_index)
   info = dict(info or {}, forget_batch_size=b_f)
   return base.result(state, timer, epochs=epochs, info=info,
                      example_gradients=epochs * (f_steps * b_f + r_steps * b)

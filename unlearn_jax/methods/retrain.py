@@ -15,18 +15,19 @@ DEFAULTS = dict(epochs=12, batch_size=64, learning_rate=0.1, momentum=0.9, weigh
 def check_config(cfg, data: base.UnlearnData | None = None) -> None:
   common.check_sgd_config("retrain", cfg)
   if data is not None:
-    common.check_batch("retrain", "batch_size", "retain", cfg["batch_size"], len(data.retain_x))
+    common.check_batch("retrain", "batch_size", "retain", cfg["batch_size"], data.num_retain)
 
 
 def unlearn(state, data: base.UnlearnData, cfg, key, mask=None) -> base.UnlearnResult:
   base.require("retrain", mask is None, "a mask does not apply to retraining from scratch")
   check_config(cfg, data)
+  base.check_split(data, state)
   with base.Timer() as timer:
-    steps = base.steps_per_epoch(len(data.retain_x), cfg["batch_size"], data)
+    steps = base.steps_per_epoch(data.num_retain, cfg["batch_size"], data)
     tx = base.optimizer(cfg, cfg["epochs"] * steps)
     init_key, data_key = common.split_keys(key, base.is_stacked(state))
     fresh = create_train_state(data.model, tx, init_key, data.image_shape)
-    fresh = base.train_on(fresh, data.retain_x, data.retain_y, key=data_key,
+    fresh = base.train_on(fresh, data.retain, key=data_key,
                           epochs=cfg["epochs"], batch_size=cfg["batch_size"], data=data)
   return base.result(fresh, timer, example_gradients=cfg["epochs"] * steps * cfg["batch_size"],
                      epochs=cfg["epochs"])

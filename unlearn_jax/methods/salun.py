@@ -47,9 +47,11 @@ def check_config(cfg, data: base.UnlearnData | None = None) -> None:
 
 def unlearn(state, data: base.UnlearnData, cfg, key, mask=None) -> base.UnlearnResult:
   check_config(cfg, data)
-  n_f = len(data.forget_x)
+  base.check_split(data, state)
+  n_f = data.num_forget
   with base.Timer() as timer:
     saliency = common.localization_masks(state, data.forget_x, data.forget_y,
+                                         index=data.forget_index,
                                          alpha=float(cfg["alpha"]), criterion="grad",
                                          granularity="param",
                                          batch_size=int(cfg["mask_batch_size"]),

@@ -130,16 +130,17 @@ def check_config(cfg: Mapping[str, Any], data: base.UnlearnData | None = None) -
                f"lr_decay_rate must be in (0, 1], got {rate!r}")
   if data is not None:
     common.check_batch("scrub", "forget_batch_size", "forget", cfg["forget_batch_size"],
-                       len(data.forget_x))
+                       data.num_forget)
     common.check_batch("scrub", "retain_batch_size", "retain", cfg["retain_batch_size"],
-                       len(data.retain_x))
+                       data.num_retain)
 
 
 def unlearn(state, data: base.UnlearnData, cfg, key, mask=None) -> base.UnlearnResult:
   check_config(cfg, data)
   epochs, max_steps = int(cfg["epochs"]), int(cfg["max_steps"])
   fb, rb = cfg["forget_batch_size"], cfg["retain_batch_size"]
-  nf, nr = len(data.forget_x), len(data.retain_x)
+  base.check_split(data, state)
+  nf, nr = data.num_forget, data.num_retain
   fb, rb = int(fb), int(rb)
   with base.Timer() as timer:
     stacked = base.is_stacked(state)
@@ -153,8 +154,10 @@ def unlearn(state, data: base.UnlearnData, cfg, key, mask=None) -> base.UnlearnR
     fx = jnp.asarray(data.forget_x)
     rx, ry = jnp.asarray(data.retain_x), jnp.asarray(data.retain_y)
     # The frozen teacher θ* in inference mode: its logits are fixed, compute them once.
-    t_forget = predict(state, fx, model_axis=data.model_axis)
-    t_retain = predict(state, rx, model_axis=data.model_axis)
+    t_forget = predict(state, fx, model_axis=data.model_axis, index=data.forget_index)
+    t_retain = predict(state, rx, model_axis=data.model_axis, index=data.retain_index)
+    # Teacher logits: by row for a shared split, by position for a per-model one.
+    at = lambda index: dict(index=index, own_at="rows" if index is None else "positions")
     student = common.fresh_copy(base.with_optimizer(state, tx, mask))
     forget_key, retain_key = common.split_keys(key, stacked)
     max_step, min_step = scrub_steps(float(cfg["temperature"]), float(cfg["gamma"]),
@@ -167,9 +170,11 @@ def unlearn(state, data: base.UnlearnData, cfg, key, mask=None) -> base.UnlearnR
     for epoch in range(epochs):
       if epoch < max_steps:
         student = common.run_epoch(student, {"x": fx}, {"t": t_forget}, key=forget_key,
-                                   epoch=epoch, batch_size=fb, step_fn=max_step, data=data)
+                                   epoch=epoch, batch_size=fb, step_fn=max_step, data=data,
+                                   **at(data.forget_index))
       student = common.run_epoch(student, {"x": rx, "y": ry}, retain_own, key=retain_key,
-                                 epoch=epoch, batch_size=rb, step_fn=min_step, data=data)
+                                 epoch=epoch, batch_size=rb, step_fn=min_step, data=data,
+                                 **at(data.retain_index))
   return base.result(student, timer,
                      example_gradients=max_epochs * f_steps * fb + epochs * r_steps * rb,
                      epochs=epochs,

@@ -90,43 +90,44 @@ def update_scale(cfg, num_forget: int) -> float:
 
 
 def mean_loss_gradient(params, model_state, apply_fn, x, y, *, batch_size: int = 64,
-                       stacked: bool = False, model_axis: str = "auto"):
+                       stacked: bool = False, model_axis: str = "auto", index=None):
   """∇_θ of the mean cross-entropy over all of (x, y), model in inference mode (computed in
-  chunks of `batch_size`; the result does not depend on it beyond rounding)."""
+  chunks of `batch_size`; the result does not depend on it beyond rounding). `index`
+  (`[N, n]`): model k's own rows `index[k]`."""
   total = common.float32_zeros(params)
   n = 0
   for g, m in common.chunk_gradients(params, model_state, apply_fn, x, y, batch_size=batch_size,
-                                     stacked=stacked, model_axis=model_axis):
+                                     stacked=stacked, model_axis=model_axis, index=index):
     total = _add(total, g)
     n += m
   return common.scale_tree(total, jnp.float32(1.0 / n))
 
 
 @functools.lru_cache(maxsize=None)
-def _compiled_train_grad(apply_fn, stacked: bool, model_axis: str):
+def _compiled_train_grad(apply_fn, stacked: bool, model_axis: str, per_model_rows: bool = False):
   """∇θ of the mean CE of one batch in *train* mode (batch statistics; running stats unused)."""
 
   def one(params, model_state, x, y):
     loss = lambda p: cross_entropy(apply_fn(p, model_state, x, True)[0], y)
     return jax.tree_util.tree_map(lambda g: g.astype(jnp.float32), jax.grad(loss)(params))
 
-  return jax.jit(over_models(one, model_axis, in_axes=(0, 0, None, None)) if stacked else one)
+  data_axis = 0 if per_model_rows else None
+  return jax.jit(over_models(one, model_axis, in_axes=(0, 0, data_axis, data_axis)) if stacked
+                 else one)
 
 
 def train_mode_gradient(params, model_state, apply_fn, x, y, *, batch_size: int,
-                        stacked: bool = False, model_axis: str = "auto"):
+                        stacked: bool = False, model_axis: str = "auto", index=None):
   """∇_θ L̄ over (x, y) as SGD saw it: consecutive chunks of `batch_size` (the training batch
   size) in train mode, each chunk's mean-loss gradient weighted by its share of the examples
   (Σ_c (m_c / n) ∇L̄_c). With BatchNorm the result depends on the chunking; for one batch it is
-  exactly the gradient of that SGD step."""
-  x, y = jnp.asarray(x), jnp.asarray(y)
-  n = int(x.shape[0])
-  fn = _compiled_train_grad(apply_fn, stacked, resolve_model_axis(model_axis))
+  exactly the gradient of that SGD step. `index` (`[N, n]`): model k's own rows `index[k]`."""
+  n = int(jnp.shape(x)[0]) if index is None else int(index.shape[-1])
+  fn = _compiled_train_grad(apply_fn, stacked, resolve_model_axis(model_axis), index is not None)
   total = common.float32_zeros(params)
-  for start in range(0, n, batch_size):
-    xb, yb = x[start:start + batch_size], y[start:start + batch_size]
+  for xb, yb, _, m in common.row_chunks(x, y, batch_size, index, pad=False):
     g = fn(params, model_state, xb, yb)
-    total = _add(total, common.scale_tree(g, jnp.float32(xb.shape[0] / n)))
+    total = _add(total, common.scale_tree(g, jnp.float32(m / n)))
   return total
 
 
@@ -164,7 +165,8 @@ def unlearn(state, data: base.UnlearnData, cfg, key, mask=None, *,
   `cfg["reference"] == "initial"`."""
   del key  # deterministic
   check_config(cfg, data)
-  nf = len(data.forget_x)
+  base.check_split(data, state)
+  nf = data.num_forget
   if cfg["reference"] == "initial":
     base.require("single_gradient", reference_state is not None,
                  "reference='initial' needs the initial weights w_0: call "
@@ -183,11 +185,13 @@ def unlearn(state, data: base.UnlearnData, cfg, key, mask=None, *,
     if cfg["form"] == "fixed":
       grad = train_mode_gradient(ref.params, ref.model_state, state.apply_fn, data.forget_x,
                                  data.forget_y, batch_size=int(cfg["train_batch_size"]),
-                                 stacked=stacked, model_axis=data.model_axis)
+                                 stacked=stacked, model_axis=data.model_axis,
+                                 index=data.forget_index)
     else:
       grad = mean_loss_gradient(ref.params, ref.model_state, state.apply_fn, data.forget_x,
                                 data.forget_y, batch_size=int(cfg["batch_size"]),
-                                stacked=stacked, model_axis=data.model_axis)
+                                stacked=stacked, model_axis=data.model_axis,
+                                index=data.forget_index)
     scale = update_scale(cfg, nf)
     update = _compiled_update(scale, 1.0, stacked, base.mask_axis(mask, state))
     params = update(state.params, grad, mask)

@@ -92,18 +92,20 @@ def dampen(params, importance_all, importance_forget, *, selection: float, dampe
   return new_params, selected
 
 
-def importance(state: TrainState, x, y, *, batch_size: int, model_axis: str = "auto"):
+def importance(state: TrainState, x, y, *, batch_size: int, model_axis: str = "auto",
+               index=None):
   """Mean over consecutive batches of the squared gradient of the batch-mean cross-entropy.
 
   Batches are rows [0, b), [b, 2b), ... of (x, y), the last one partial (as a PyTorch loader
   without `drop_last`); the model runs in inference mode. Returns a pytree of the params'
-  structure (with a leading model axis for a stacked state).
+  structure (with a leading model axis for a stacked state). `index` (`[N, n]`): model k's
+  batches are its own rows `index[k]` (`common.row_chunks`).
   """
   total = common.float32_zeros(state.params)
   k = 0
   for g, m in common.chunk_gradients(state.params, state.model_state, state.apply_fn, x, y,
                                      batch_size=batch_size, stacked=base.is_stacked(state),
-                                     model_axis=model_axis):
+                                     model_axis=model_axis, index=index):
     total = _add_squared_mean(total, g, jnp.float32(m))
     k += 1
   return common.scale_tree(total, jnp.float32(1.0 / k))
@@ -135,14 +137,15 @@ def check_config(cfg, data: base.UnlearnData | None = None) -> None:
   base.require("ssd", int(cfg["batch_size"]) == cfg["batch_size"] and cfg["batch_size"] >= 1,
                f"batch_size must be an integer >= 1, got {cfg['batch_size']}")
   if data is not None:
-    base.require("ssd", len(data.forget_x) >= 1,
+    base.require("ssd", data.num_forget >= 1,
                  "the forget set is empty; there is nothing to dampen")
 
 
 def unlearn(state, data: base.UnlearnData, cfg, key, mask=None) -> base.UnlearnResult:
   del key  # deterministic: no randomness
   check_config(cfg, data)
-  nr, nf = len(data.retain_x), len(data.forget_x)
+  base.check_split(data, state)
+  nr, nf = data.num_retain, data.num_forget
   leaves = jax.tree_util.tree_leaves(state.params)
   base.require("ssd", len(leaves) > 0 and all(jnp.issubdtype(l.dtype, jnp.floating)
                                                 for l in leaves),
@@ -150,10 +153,11 @@ def unlearn(state, data: base.UnlearnData, cfg, key, mask=None) -> base.UnlearnR
   with base.Timer() as timer:
     stacked = base.is_stacked(state)
     bs = int(cfg["batch_size"])
-    i_all = importance(state, data.train_x, data.train_y, batch_size=bs,
-                       model_axis=data.model_axis)
+    train = data.train
+    i_all = importance(state, train.x, train.y, batch_size=bs, model_axis=data.model_axis,
+                       index=train.index)
     i_forget = importance(state, data.forget_x, data.forget_y, batch_size=bs,
-                          model_axis=data.model_axis)
+                          model_axis=data.model_axis, index=data.forget_index)
     fn = _compiled_dampen(float(cfg["selection"]), float(cfg["dampening"]), stacked,
                           base.mask_axis(mask, state))
     params, counts = fn(state.params, i_all, i_forget, mask)
