@@ -77,6 +77,19 @@ def _drop_eval(wd: Path) -> None:
   shutil.rmtree(wd / "eval")
 
 
+def _scores_file(content: Optional[bytes] = None) -> Callable[[Path], None]:
+  """Write a memorization scores file TMP/scores.npz beside the (absent) workdir: `content`, or
+  an .npz of 10 scores (a wrong length for any of the datasets)."""
+  def prepare(wd: Path) -> None:
+    path = wd.parent / "scores.npz"
+    if content is None:
+      import numpy as np
+      np.savez(path, score=np.linspace(0.0, 1.0, 10))
+    else:
+      path.write_bytes(content)
+  return prepare
+
+
 T, U = tuple(TRAIN), tuple(UNLEARN)
 CASES = [
     # The eight of the issue (experiments.train).
@@ -132,6 +145,24 @@ CASES = [
     Case("confusion classes equal", "train",
          (f"--config={CONFIGS / 'train.py'}:{SMALL},forget=confusion", "--config.forget.class_b=3"),
          "config.forget.class_a"),
+    # A memorization forget set (RUM): its level, mid_center and scores file.
+    Case("unknown memorization level", "train",
+         (f"--config={CONFIGS / 'train.py'}:{SMALL},forget=memorization",
+          "--config.forget.level=extreme"), "config.forget.level"),
+    Case("unknown memorization mid_center", "train",
+         (f"--config={CONFIGS / 'train.py'}:{SMALL},forget=memorization",
+          "--config.forget.mid_center=mean"), "config.forget.mid_center"),
+    Case("memorization scores file missing", "train",
+         (f"--config={CONFIGS / 'train.py'}:{SMALL},forget=memorization",
+          "--config.forget.scores={tmp}/memorization.npz"), "config.forget.scores"),
+    Case("memorization scores of another training set (wrong length)", "train",
+         (f"--config={CONFIGS / 'train.py'}:{SMALL},forget=memorization",
+          "--config.forget.scores={tmp}/scores.npz"), "config.forget.scores",
+         prepare=_scores_file()),
+    Case("corrupted memorization scores file", "train",
+         (f"--config={CONFIGS / 'train.py'}:{SMALL},forget=memorization",
+          "--config.forget.scores={tmp}/scores.npz"), "config.forget.scores",
+         prepare=_scores_file(b"PK\x03\x04 not a zip")),
     Case("unknown matmul precision", "train", ("--config.matmul_precision=fast",),
          "config.matmul_precision", T),
     # The workdir.

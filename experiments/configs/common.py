@@ -88,15 +88,25 @@ def data_config(name: str) -> ml_collections.ConfigDict:
 
 
 def forget_config(kind: str = "iid") -> ml_collections.ConfigDict:
-  return ml_collections.ConfigDict(dict(
-      kind=kind,               # iid | non_iid | classwise | confusion
-      fraction=0.1,            # iid / non_iid
-      count=config_dict.placeholder(int),  # iid: exact count instead of fraction
+  """`kind="memorization"` (forget=memorization in the config argument) adds its own fields
+  (level, mid_center, scores); the other kinds' forget sections are unchanged, so workdirs made
+  before memorization forget sets existed are still reused."""
+  cfg = ml_collections.ConfigDict(dict(
+      kind=kind,               # iid | non_iid | classwise | confusion | memorization
+      fraction=0.1,            # iid / non_iid / memorization
+      count=config_dict.placeholder(int),  # iid / memorization: exact count instead of fraction
       classes=(2, 5),          # non_iid / classwise (DEL: CIFAR-10 classes 2 and 5)
       class_a=3, class_b=8,    # confusion
       num_examples=200,        # confusion: N/2 swapped from each class
-      seed=0,
+      seed=0,                  # the draw (memorization: only the tie-breaking key)
   ))
+  if kind == "memorization":  # RUM (arXiv 2406.01257): N examples by memorisation score
+    cfg.level = "high"         # high | mid | low | mixed (N/3 of each)
+    cfg.mid_center = "half"    # mid's centre: half = 0.5 (Feldman-Zhang scores) | median (proxies)
+    # the scores .npz (`score`: float [num_train], NaN = no estimate), made by
+    # `python -m experiments.memorization ... --workdir=DIR` as DIR/memorization.npz
+    cfg.scores = config_dict.placeholder(str)
+  return cfg
 
 
 def model_config(name: str, dataset: str, width: float = 1.0,

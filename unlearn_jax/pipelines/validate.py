@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import math
+import os
 from typing import Any, Iterator, Sequence
 
 import jax
@@ -26,7 +27,8 @@ import numpy as np
 from unlearn_jax import io, tuning
 from unlearn_jax.data import Dataset, ForgetSet, build_forget_set, load_dataset
 from unlearn_jax.data.datasets import DATASETS
-from unlearn_jax.data.forget import FORGET_KINDS
+from unlearn_jax.data.forget import (FORGET_KINDS, MEMORIZATION_LEVELS, MID_CENTERS, SCORES_HELP,
+                                     load_memorization_scores, scores_sha256)
 from unlearn_jax.errors import ConfigError, UserError
 from unlearn_jax.methods import METHODS, check_method_config, get_method, merged_config
 from unlearn_jax.methods.base import UnlearnData
@@ -267,10 +269,12 @@ def check_fields(config, *, methods: bool) -> None:
 
   check_choice(config, "forget.kind", FORGET_KINDS)
   kind = config.forget.kind
-  if kind in ("iid", "non_iid"):
+  if kind in ("iid", "non_iid", "memorization"):
     check_real(config, "forget.fraction", 0, 1, 0.1, lo_open=True)
-  if kind == "iid":
+  if kind in ("iid", "memorization"):
     check_int(config, "forget.count", 1, 100, optional=True)
+  if kind == "memorization":
+    check_memorization_fields(config)
   if kind in ("non_iid", "classwise"):
     classes = _get(config, "forget.classes")
     if not (isinstance(classes, (tuple, list)) and classes
@@ -321,6 +325,30 @@ def check_fields(config, *, methods: bool) -> None:
     check_real(config, "tune.lam", 0, 1, 0.4)
 
 
+# The fields a `memorization` forget set adds to `config.forget` (experiments/configs/common.py
+# `forget_config("memorization")`, i.e. forget=memorization in the config argument).
+MEMORIZATION_FIELDS = ("level", "mid_center", "scores")
+
+
+def check_memorization_fields(config) -> None:
+  """`config.forget.level`, `mid_center` and `scores` of a memorization forget set (the scores
+  file itself is read, with the training set's size, in `build_forget`)."""
+  for key in MEMORIZATION_FIELDS:
+    if key not in config.forget:
+      raise ConfigError(f"config.forget.{key} is missing (a memorization forget set needs "
+                        f"{', '.join(MEMORIZATION_FIELDS)}); pass forget=memorization in the "
+                        "config argument instead of --config.forget.kind=memorization")
+  check_choice(config, "forget.level", MEMORIZATION_LEVELS)
+  check_choice(config, "forget.mid_center", MID_CENTERS)
+  scores = config.forget.scores
+  if scores is None or scores == "":
+    raise ConfigError(f"config.forget.scores is unset (a memorization forget set needs a "
+                      f"scores file); {SCORES_HELP}")
+  if not isinstance(scores, str):
+    _fail("forget.scores", "the path of a memorization scores .npz", scores,
+          "DIR/memorization.npz")
+
+
 def load_data(config) -> Dataset:
   """The dataset of `config.data` (a `DatasetNotPreparedError` keeps its own fix)."""
   d = config.data
@@ -333,8 +361,21 @@ def load_data(config) -> Dataset:
 
 
 def forget_meta(config) -> dict:
-  """What a stored forget set must have been built from (compared on reuse)."""
-  return {"data": io.to_jsonable(config.data), "forget": io.to_jsonable(config.forget)}
+  """What a stored forget set must have been built from (compared on reuse).
+
+  For a `memorization` forget set this includes the SHA-256 of the scores (`scores_sha256`), so
+  a scores file rewritten in place (same `config.forget.scores` path) is not silently reused.
+  """
+  meta = {"data": io.to_jsonable(config.data), "forget": io.to_jsonable(config.forget)}
+  if config.forget.get("kind") == "memorization":
+    meta["memorization_scores_sha256"] = _scores_digest(config.forget.scores)
+  return meta
+
+
+def _scores_digest(path: str) -> str:
+  with section("forget.scores"):
+    with np.load(os.path.expanduser(path), allow_pickle=False) as data:
+      return scores_sha256(data["score"])
 
 
 def build_forget(config, dataset: Dataset) -> ForgetSet:
@@ -349,12 +390,20 @@ def build_forget(config, dataset: Dataset) -> ForgetSet:
       raise ConfigError(f"config.forget.{key} holds class id(s) {bad} outside the "
                         f"{num_classes} classes of {dataset.name}; use ids in [0, "
                         f"{num_classes - 1}]")
+  memorization: dict = {}
+  if f.kind == "memorization":
+    with section("forget.scores"):
+      scores = load_memorization_scores(f.scores, len(dataset.train.y), dataset=config.data.name,
+                                        labels=dataset.train.y)
+    memorization = dict(scores=scores.score, level=f.level, mid_center=f.mid_center)
   with section("forget", "change config.forget (kind, fraction, count, classes, num_examples)"):
-    # an iid `count` replaces the fraction (config: "exact count instead of fraction")
-    fraction = None if f.kind == "iid" and f.count is not None else f.fraction
+    # an iid/memorization `count` replaces the fraction (config: "exact count instead of
+    # fraction")
+    fraction = (None if f.kind in ("iid", "memorization") and f.count is not None
+                else f.fraction)
     return build_forget_set(f.kind, dataset.train.y, seed=f.seed, fraction=fraction,
                             count=f.count, classes=tuple(f.classes), class_a=f.class_a,
-                            class_b=f.class_b, num_examples=f.num_examples)
+                            class_b=f.class_b, num_examples=f.num_examples, **memorization)
 
 
 def check_parallelism(config, devices: int) -> None:
