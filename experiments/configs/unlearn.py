@@ -38,7 +38,7 @@ from experiments.configs import recipes
 from experiments.configs.common import base_config, parse_arg
 
 ARG_KEYS = ("dataset", "model", "width", "forget", "seeds", "oracle_seeds", "epochs", "setting",
-            "methods", "recipe")
+            "methods", "recipe", "shadows")
 
 # Every registered method except `retrain` (the oracle group is the retrain oracle).
 DEFAULT_METHODS = ("finetune", "ga", "neggrad", "neggrad_plus", "random_label", "salun",
@@ -126,8 +126,27 @@ def tune_config(methods) -> ml_collections.ConfigDict:
   ))
 
 
+def shadows_config(num: int = 0) -> ml_collections.ConfigDict:
+  """Shadow models (`python -m experiments.shadow_eval`, `python -m experiments.memorization`,
+  `unlearn_jax/pipelines/shadows.py`): `num` = K half-data models (0 = off; `shadows=64` in the
+  config argument), each of which forgets `forget_size` examples of its half drawn from a fixed
+  `pool`; the last `targets` models are U-LiRA's held-out targets."""
+  return ml_collections.ConfigDict(dict(
+      num=num,                   # K shadow models (even for complement_pairs); 0 = off
+      design="complement_pairs", # complement_pairs (halves + complements) | independent
+      seed=0,                    # the halves, the pool and the per-model forget sets
+      pool=720,                  # forgettable pool (examples of the training set)
+      forget_size=180,           # per-model forget set, drawn from its half ∩ pool
+      targets=max(1, num // 8),  # held-out U-LiRA targets (the last models)
+      fix_variance=True,         # pooled σ per side (LiRA's advice for few shadows)
+      cap=300,                   # models per side and example, at most
+      methods=(),                # methods to evaluate; () = the main job's (config.methods)
+  ))
+
+
 def get_config(arg: str | None = None):
   opts = parse_arg(arg, ARG_KEYS)
+  shadows = int(opts.pop("shadows", 0))
   methods = parse_methods(opts.pop("methods")) if "methods" in opts else DEFAULT_METHODS
   config = base_config(opts)
   config.methods = methods
@@ -146,4 +165,5 @@ def get_config(arg: str | None = None):
   config.recipe_values = ml_collections.ConfigDict(config.method_configs.to_dict())
   config.eval = eval_config()
   config.tune = tune_config(methods)
+  config.shadows = shadows_config(shadows)
   return config

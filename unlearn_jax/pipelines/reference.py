@@ -47,13 +47,13 @@ def train_group(state: TrainState, x, y, *, key, epochs: int, batch_size: int, r
                 mesh=None, train_step_fn=None, model_axis: str = "auto", progress: bool = True,
                 desc: str = "train", eval_batch_size: int = 1000,
                 on_epoch_end: Optional[Callable[[int, TrainState], None]] = None,
-                stop_on_divergence: bool = True) -> TrainState:
+                stop_on_divergence: bool = True, subsets=None) -> TrainState:
   """Train `state` (fresh, single or stacked) for `epochs`, checkpointing and logging per epoch.
 
   Args:
     state: the fresh initial state; also the restore target.
-    x, y, key, epochs, batch_size, mesh, train_step_fn, model_axis: as in
-      `unlearn_jax.train.fit`.
+    x, y, key, epochs, batch_size, mesh, train_step_fn, model_axis, subsets: as in
+      `unlearn_jax.train.fit` (`subsets`: each model's own training rows, shadow models).
     run_dir: folder for checkpoints and `metrics.jsonl`.
     eval_sets: name -> (x, y) evaluated (inference mode) after every epoch and logged.
     checkpoint_every: save every this many epochs (the last epoch is always saved).
@@ -102,7 +102,8 @@ def train_group(state: TrainState, x, y, *, key, epochs: int, batch_size: int, r
         on_epoch_end(epoch, st)
 
     state = fit(state, x, y, key=key, epochs=epochs, batch_size=batch_size, start_epoch=start,
-                mesh=mesh, model_axis=model_axis, on_epoch_end=on_end, **kwargs)
+                mesh=mesh, model_axis=model_axis, on_epoch_end=on_end, subsets=subsets,
+                **kwargs)
     bar.close()
   return jax.block_until_ready(state)
 

@@ -1,0 +1,96 @@
+"""Shadow models end to end (`unlearn_jax/pipelines/shadows.py`): memorisation scores and
+U-LiRA on the quick configs, checked against independent recomputations from the saved files."""
+
+import numpy as np
+import pytest
+
+from experiments.configs import memorization as memorization_config
+from experiments.configs import unlearn as unlearn_config
+from unlearn_jax.data import forget as forget_lib
+from unlearn_jax.metrics import logit_scaled_confidence, ulira
+from unlearn_jax.pipelines import shadows
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def memo(tmp_path_factory):
+  config = memorization_config.get_config("quick")
+  config.progress = False
+  workdir = tmp_path_factory.mktemp("memo")
+  return config, workdir, shadows.run_memorization(config, workdir)
+
+
+def test_memorization_scores_equal_a_direct_computation(memo):
+  config, workdir, summary = memo
+  design = np.load(workdir / "shadows" / "design.npz")
+  keep, subsets = design["keep"], design["subsets"]
+  assert keep.shape == (8, summary["examples"]) and (keep.sum(0) == 4).sum() >= keep.shape[1] - 4
+  logits = np.load(workdir / "shadows" / "logits" / "shadow_original.npz")["logits"]
+  labels = forget_lib.load_memorization_scores(workdir / "memorization.npz",
+                                               keep.shape[1]).score
+  from unlearn_jax.data import load_dataset
+  y = np.asarray(load_dataset("digits").train.y)
+  for j in (0, 5, 17, 300):  # the definition, example by example
+    right = np.argmax(logits[:, j], -1) == y[j]
+    expect = right[keep[:, j]].mean() - right[~keep[:, j]].mean()
+    assert labels[j] == pytest.approx(expect)
+  epochs = sorted((workdir / "shadows" / "proxy").glob("*.npz"))
+  assert len(epochs) == config.train.epochs == summary["proxy_epochs"]
+  for k in range(8):
+    assert set(np.flatnonzero(keep[k])) == set(subsets[k].tolist())
+  # rerun: everything reused, same scores
+  again = shadows.run_memorization(config, workdir)
+  assert again["mean_score"] == summary["mean_score"]
+  assert again["wall_s"] < summary["wall_s"]
+
+
+def test_memorization_forget_set_from_the_scores_file(memo):
+  _, workdir, summary = memo
+  scores = forget_lib.load_memorization_scores(workdir / "memorization.npz", summary["examples"],
+                                               dataset="digits")
+  high = forget_lib.memorization(scores.score, level="high", count=20, seed=0)
+  low = forget_lib.memorization(scores.score, level="low", count=20, seed=0)
+  assert np.nanmin(scores.score[high]) >= np.nanmax(scores.score[low])
+
+
+def test_shadow_eval_ulira_rows_equal_a_recomputation(tmp_path):
+  config = unlearn_config.get_config("dataset=digits,epochs=3,seeds=2,shadows=8,"
+                                     "methods=finetune")
+  config.model.width = 0.25
+  config.progress = False
+  config.shadows.update(pool=200, forget_size=40, targets=2)
+  summary = shadows.run_shadow_eval(config, tmp_path)
+  root = tmp_path / "shadows"
+  design = dict(np.load(root / "design.npz"))
+  n = design["keep"].shape[1]
+  for k in range(8):  # each model forgets its own examples, from its half and the pool
+    f = set(design["forget_index"][k].tolist())
+    assert f <= set(design["subsets"][k].tolist()) & set(design["pool"].tolist())
+    assert not f & set(design["retain_index"][k].tolist())
+  from unlearn_jax.data import load_dataset
+  y = np.asarray(load_dataset("digits").train.y)
+  phi = lambda name: np.asarray(logit_scaled_confidence(
+      np.load(root / "logits" / f"{name}.npz")["logits"], y[None]), np.float64)
+  forgotten = np.zeros_like(design["keep"])
+  np.put_along_axis(forgotten, design["forget_index"].astype(np.int64), True, axis=1)
+  pool = np.isin(np.arange(n), design["pool"])
+  for side, name in (("retrain (control)", "shadow_oracle"), ("finetune", "finetune")):
+    res = ulira(phi(name), design["keep"], forgotten, phi("shadow_original"), ~design["keep"],
+                [6, 7], pool=pool, cap=300, fix_variance=True, exclude_all_targets=True, seed=0)
+    assert summary["ulira"][side]["accuracy"]["mean"] == pytest.approx(res["accuracy_mean"])
+    assert summary["ulira"][side]["auc"]["mean"] == pytest.approx(res["auc_mean"])
+  assert summary["methods"]["finetune"]["status"] == "done"
+  report = (root / "report.md").read_text()
+  assert "retrain (control)" in report and "| finetune |" in report
+
+
+def test_shadow_config_checks():
+  config = unlearn_config.get_config("shadows=8")
+  shadows.check_config(config, 4000)
+  config.shadows.forget_size = 400
+  with pytest.raises(Exception, match="forget_size"):
+    shadows.check_config(config, 4000)
+  config.shadows.forget_size, config.shadows.num = 100, 7
+  with pytest.raises(Exception, match="even"):
+    shadows.check_config(config, 4000)

@@ -1,0 +1,471 @@
+"""Shadow models in one program: memorisation scores and U-LiRA (`55-shadow-eval.md`).
+
+  run_memorization(config, workdir) -> summary   K half-data models, Feldman-Zhang scores
+  run_shadow_eval(config, workdir) -> summary     + per-model forget sets, K retrain oracles,
+                                                  every method on every model, U-LiRA
+
+One bank of K models, each trained on its own random half of the training set (`config.shadows`,
+design `complement_pairs`: every example in exactly K/2 models), trained as one stacked program
+(`train.fit(subsets=...)`), serves three evaluations:
+
+* memorisation (Feldman & Zhang 2020; RUM, arXiv 2406.01257): mem(x) = accuracy on x of the
+  models that trained on x minus that of the models that did not (`metrics.feldman_zhang`), and
+  the learning-event confidence proxy (mean true-class probability over the training epochs of
+  the models that trained on x, arXiv 2410.16516), with their Spearman correlation; written to
+  `DIR/memorization.npz`, the scores file of `forget.kind=memorization`;
+* LiRA on the original models (Carlini et al. 2112.03570) as the "original" row of U-LiRA;
+* U-LiRA (Hayes et al., arXiv 2403.01218, as the KLOM authors run it): model k forgets
+  `forget_size` examples drawn from its half ∩ a fixed forgettable pool (`data.shadows`); every
+  method unlearns every model's own forget set in one stacked run; for each held-out target
+  model (the last `targets` models, never used to fit), a per-example Gaussian test on
+  logit-scaled confidence tells its forgotten examples from pool examples it never saw, with
+  "in" = the other unlearned models that forgot x and "out" = original models whose half
+  excluded x (`metrics.ulira`). Accuracy 0.5 = indistinguishable from never seen.
+  Controls: `retrain` (K oracles trained from scratch on each model's retain rows, scored the
+  same way: must be ≈ 0.5) and `original` (nothing unlearned: high).
+
+Files under `DIR/shadows/`: `config.json` (the shadows section and recipe they were made with),
+`design.npz` (subsets, keep, pool, forget/retain indices), `models/<group>/` (resumable runs),
+`proxy/<epoch>.npy`, `logits/<name>.npz` (logits of all K models on the training set, one per
+reference group and method), `methods/<name>.json` (status, cost; written last), then
+`results.json` and `report.md`. Every stage is reused when present; a killed run resumes.
+"""
+
+from __future__ import annotations
+
+import time
+import traceback
+from pathlib import Path
+from typing import Any, Mapping
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from absl import logging
+from tqdm.auto import tqdm
+
+from unlearn_jax import io
+from unlearn_jax.data import shadows as designs
+from unlearn_jax.errors import ConfigError, WorkdirError
+from unlearn_jax.methods import UnlearnData, get_method, run_method
+from unlearn_jax.metrics import (feldman_zhang, logit_scaled_confidence, spearman, ulira)
+from unlearn_jax.pipelines import experiment, reference
+from unlearn_jax.pipelines.experiment import Experiment
+from unlearn_jax.pipelines.unlearn import method_keys
+from unlearn_jax.train import (TrainState, check_batch_size, create_train_state, make_optimizer,
+                               predict)
+
+GROUPS = ("shadow_original", "shadow_oracle")
+DEFAULTS = dict(num=0, design="complement_pairs", seed=0, pool=720, forget_size=180, targets=8,
+                fix_variance=True, cap=300, methods=())
+
+
+# ----------------------------------------------------------------------------------------------
+# Config.
+
+
+def _fail(field: str, want: str, value: Any, example: Any) -> None:
+  raise ConfigError(f"config.shadows.{field} must be {want}, got {value!r}; set e.g. "
+                    f"--config.shadows.{field}={example}")
+
+
+def _is_int(v) -> bool:
+  return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
+
+
+def check_config(config, num_train: int | None = None, *, needs_forget: bool = True) -> None:
+  """The `shadows` section: every field's type and range, and (given the training-set size)
+  that a half holds enough pool examples. Raises a one-line `ConfigError`."""
+  s = config.get("shadows")
+  if s is None:
+    raise ConfigError("the config has no 'shadows' section; use "
+                      "--config=experiments/configs/unlearn.py:shadows=64")
+  unknown = sorted(set(s.keys()) - set(DEFAULTS))
+  if unknown:
+    raise ConfigError(f"config.shadows has no field(s) {unknown}; it has {sorted(DEFAULTS)}")
+  num = s.get("num")
+  if not (_is_int(num) and num >= 4):
+    _fail("num", "an integer >= 4 (shadow models)", num, 64)
+  if s.get("design") not in designs.DESIGNS:
+    _fail("design", f"one of {', '.join(designs.DESIGNS)}", s.get("design"), "complement_pairs")
+  if s.design == "complement_pairs" and num % 2:
+    _fail("num", "even for design complement_pairs (halves and their complements)", num, num + 1)
+  if not (_is_int(s.get("seed")) and s.seed >= 0):
+    _fail("seed", "an integer >= 0", s.get("seed"), 0)
+  if not needs_forget:
+    return
+  for field, example in (("pool", 720), ("forget_size", 180), ("cap", 300)):
+    v = s.get(field)
+    if not (_is_int(v) and v >= 1):
+      _fail(field, "an integer >= 1", v, example)
+  t = s.get("targets")
+  if not (_is_int(t) and 1 <= t <= num - 4):
+    _fail("targets", f"an integer in [1, {num - 4}] (held-out target models; the other models "
+          "fit the attack)", t, min(8, max(1, num // 8)))
+  if not isinstance(s.get("fix_variance"), bool):
+    _fail("fix_variance", "true or false", s.get("fix_variance"), True)
+  methods = s.get("methods")
+  if not isinstance(methods, (tuple, list)) or not all(isinstance(m, str) for m in methods):
+    _fail("methods", "a list of method names ('' = the main job's methods)", methods, "finetune")
+  if num_train is not None:
+    if s.pool > num_train:
+      _fail("pool", f"at most the {num_train} training examples", s.pool, num_train // 4)
+    if 2 * s.forget_size > s.pool:
+      _fail("forget_size", f"at most half the pool ({s.pool // 2}: each model holds about half "
+            "of the pool)", s.forget_size, s.pool // 4)
+
+
+def shadow_settings(config) -> dict:
+  """What the shadow bank depends on (recorded in shadows/config.json): the shadows section and
+  the data, model and training recipe."""
+  keep = {k: config[k] for k in ("data", "model", "train")}
+  return io.to_jsonable({"shadows": dict(config.shadows), **{k: v.to_dict() if hasattr(
+      v, "to_dict") else v for k, v in keep.items()}})
+
+
+def _check_recorded(root: Path, settings: dict) -> None:
+  path = root / "config.json"
+  if not path.exists():
+    return
+  try:
+    old = io.read_json(path)
+  except ValueError:
+    raise WorkdirError(f"{path} is not valid JSON; delete {root} and rerun") from None
+  if old != settings:
+    diff = sorted(k for k in set(old) | set(settings) if old.get(k) != settings.get(k))
+    raise WorkdirError(f"{root} holds shadow models made with other settings ({', '.join(diff)});"
+                       f" use the same config or delete {root}")
+
+
+# ----------------------------------------------------------------------------------------------
+# The design and the banks of models.
+
+
+def make_design(config, num_train: int) -> dict:
+  """Subsets, keep mask, pool and per-model forget/retain indices: a pure function of
+  `config.shadows` and the training-set size."""
+  s = config.shadows
+  subsets, keep = designs.random_subsets(int(s.num), num_train, seed=int(s.seed),
+                                         design=s.design)
+  out = {"subsets": subsets, "keep": keep}
+  if "pool" in s and s.get("forget_size"):
+    rng = np.random.default_rng([int(s.seed), 1])
+    pool = np.sort(rng.choice(num_train, size=int(s.pool), replace=False))
+    have = keep[:, pool].sum(1).min()
+    if have < s.forget_size:
+      raise ConfigError(f"a shadow model holds only {have} of the {s.pool} pool examples, "
+                        f"fewer than config.shadows.forget_size={s.forget_size}; lower it or "
+                        "raise config.shadows.pool")
+    forget, retain = designs.per_model_forget_sets(subsets, size=int(s.forget_size),
+                                                   pool=pool, seed=int(s.seed) + 2)
+    out.update(pool=pool, forget_index=forget, retain_index=retain)
+  return out
+
+
+def forgotten_mask(design: Mapping, num_train: int) -> np.ndarray:
+  return designs.keep_mask(design["forget_index"], num_train)
+
+
+def _recipe(config, n: int):
+  t = config.train
+  steps = check_batch_size(t.batch_size, n)
+  return steps, make_optimizer(learning_rate=t.learning_rate, total_steps=t.epochs * steps,
+                               momentum=t.momentum, weight_decay=t.weight_decay,
+                               schedule=t.schedule, final_lr_fraction=t.final_lr_fraction,
+                               epoch_steps=steps)
+
+
+def _init(exp: Experiment, group: str, num: int, tx) -> tuple[TrainState, jax.Array]:
+  init_keys, data_keys = experiment.group_keys(range(num), group)
+  return create_train_state(exp.model, tx, init_keys, exp.dataset.image_shape), data_keys
+
+
+def train_bank(exp: Experiment, root: Path, group: str, subsets, *, proxy: bool = False
+               ) -> TrainState:
+  """Train (or resume, or reload) K models, model k on the training rows `subsets[k]`.
+
+  With `proxy`, after every epoch the true-class probability of every model on every training
+  example is averaged over the models that trained on it and saved as `proxy/<epoch>.npy`
+  (the learning-event confidence, `metrics.confidence_proxy` with `keep`)."""
+  t = exp.config.train
+  x, y = exp.dataset.train.x, np.asarray(exp.dataset.train.y)
+  steps, tx = _recipe(exp.config, subsets.shape[1])
+  state, data_keys = _init(exp, group, subsets.shape[0], tx)
+  keep = designs.keep_mask(subsets, len(y))
+  proxy_dir = root / "proxy"
+  proxy_dir.mkdir(parents=True, exist_ok=True)
+
+  def log_proxy(epoch: int, st: TrainState) -> None:
+    logits = predict(st, x, batch_size=t.eval_batch_size, model_axis=t.model_axis)
+    p = np.asarray(jax.nn.softmax(logits, -1))[:, np.arange(len(y)), y]  # [K, n]
+    mean_in = (p * keep).sum(0) / np.maximum(keep.sum(0), 1)
+    io.atomic_savez(proxy_dir / f"{epoch}.npz", p=mean_in.astype(np.float64))
+
+  return reference.train_group(
+      state, x, y, key=data_keys, epochs=t.epochs, batch_size=t.batch_size,
+      run_dir=root / "models" / group, checkpoint_every=t.checkpoint_every,
+      model_axis=t.model_axis, progress=exp.config.progress, desc=group,
+      eval_batch_size=t.eval_batch_size, on_epoch_end=log_proxy if proxy else None,
+      subsets=subsets)
+
+
+def train_logits(root: Path, name: str, state: TrainState, exp: Experiment) -> np.ndarray:
+  """Logits `[K, n, C]` of a bank on the whole training set (saved; reused when present)."""
+  path = root / "logits" / f"{name}.npz"
+  if path.exists():
+    try:
+      return np.load(path)["logits"]
+    except (OSError, ValueError, KeyError):
+      raise WorkdirError(f"{path} is corrupted; delete it and rerun") from None
+  t = exp.config.train
+  logits = np.asarray(predict(state, exp.dataset.train.x, batch_size=t.eval_batch_size,
+                              model_axis=t.model_axis), np.float32)
+  path.parent.mkdir(parents=True, exist_ok=True)
+  io.atomic_savez(path, logits=logits)
+  return logits
+
+
+# ----------------------------------------------------------------------------------------------
+# Memorisation.
+
+
+def memorization_scores(root: Path, logits: np.ndarray, labels: np.ndarray, keep: np.ndarray,
+                        epochs: int) -> dict:
+  """Feldman-Zhang scores from the bank's final logits, and the confidence proxy from the
+  epochs logged in `proxy/` (all of them unless the run was killed between a checkpoint and
+  its proxy file: the count is recorded)."""
+  correct = np.argmax(logits, -1) == labels[None]
+  fz = feldman_zhang(correct, keep)
+  files = sorted((root / "proxy").glob("*.npz"), key=lambda p: int(p.stem))
+  per_epoch = np.stack([np.load(f)["p"] for f in files]) if files else None
+  proxy = per_epoch.mean(0) if per_epoch is not None else np.full(len(labels), np.nan)
+  return {**fz, "proxy": proxy, "proxy_epochs": len(files), "epochs": epochs,
+          "spearman_score_proxy": spearman(fz["score"], proxy)}
+
+
+def write_scores(path: Path, scores: Mapping, dataset_name: str, labels: np.ndarray) -> None:
+  """The scores file `forget.kind=memorization` reads (`data.forget.load_memorization_scores`):
+  `score` = Feldman-Zhang memorisation (higher = more memorised), `stderr`, `proxy` = mean
+  true-class confidence (higher = *less* memorised), `dataset`, `labels`, `n_in`, `n_out`."""
+  io.atomic_savez(path, score=scores["score"], stderr=scores["stderr"], proxy=scores["proxy"],
+                  n_in=scores["n_in"], n_out=scores["n_out"], dataset=np.asarray(dataset_name),
+                  labels=np.asarray(labels, np.int32))
+
+
+def _setup(config, workdir, *, needs_forget: bool):
+  check_config(config, needs_forget=needs_forget)
+  exp = experiment.setup(config, workdir, methods=needs_forget)
+  n = len(exp.dataset.train)
+  check_config(config, n, needs_forget=needs_forget)
+  root = exp.layout.root / "shadows"
+  settings = shadow_settings(config)
+  _check_recorded(root, settings)
+  design = make_design(config, n) if needs_forget else dict(zip(
+      ("subsets", "keep"), designs.random_subsets(int(config.shadows.num), n,
+                                                  seed=int(config.shadows.seed),
+                                                  design=config.shadows.design)))
+  root.mkdir(parents=True, exist_ok=True)
+  if not (root / "config.json").exists():
+    io.atomic_write_json(root / "config.json", settings)
+  io.atomic_savez(root / "design.npz", **design)
+  return exp, root, design
+
+
+def run_memorization(config, workdir) -> dict:
+  """Train the shadow originals and write `DIR/memorization.npz` and `DIR/shadows/scores.json`."""
+  t0 = time.perf_counter()
+  exp, root, design = _setup(config, workdir, needs_forget=False)
+  labels = np.asarray(exp.dataset.train.y)
+  state = train_bank(exp, root, GROUPS[0], design["subsets"], proxy=True)
+  logits = train_logits(root, GROUPS[0], state, exp)
+  scores = memorization_scores(root, logits, labels, design["keep"], config.train.epochs)
+  path = exp.layout.root / "memorization.npz"
+  write_scores(path, scores, exp.dataset.name, labels)
+  test_acc = np.asarray(jnp.mean(jnp.argmax(predict(
+      state, exp.dataset.test.x, model_axis=config.train.model_axis), -1)
+      == jnp.asarray(exp.dataset.test.y), -1))
+  summary = _memorization_summary(scores, design, test_acc, path)
+  summary["wall_s"] = time.perf_counter() - t0
+  io.atomic_write_json(root / "scores.json", summary)
+  return summary
+
+
+def _memorization_summary(scores: Mapping, design: Mapping, test_acc, path: Path) -> dict:
+  s = scores["score"]
+  finite = np.isfinite(s)
+  hist, edges = np.histogram(s[finite], bins=20, range=(-1, 1))
+  return {"scores_file": str(path), "models": int(design["keep"].shape[0]),
+          "examples": int(len(s)), "scored": int(finite.sum()),
+          "in_per_example": [int(scores["n_in"].min()), int(scores["n_in"].max())],
+          "mean_score": float(np.nanmean(s)), "median_score": float(np.nanmedian(s)),
+          "share_above_0.5": float(np.mean(s[finite] > 0.5)),
+          "median_stderr": float(np.nanmedian(scores["stderr"])),
+          "spearman_score_proxy": float(scores["spearman_score_proxy"]),
+          "proxy_epochs": int(scores["proxy_epochs"]),
+          "test_accuracy": {"mean": float(np.mean(test_acc)), "std": float(np.std(test_acc))},
+          "histogram": {"edges": edges.tolist(), "counts": hist.tolist()}}
+
+
+# ----------------------------------------------------------------------------------------------
+# U-LiRA.
+
+
+def shadow_data(exp: Experiment, design: Mapping) -> UnlearnData:
+  """Every model's own split as rows of the training set (`UnlearnData` with indices)."""
+  x, y = exp.dataset.train.x, np.asarray(exp.dataset.train.y, np.int32)
+  return UnlearnData(retain_x=x, retain_y=y, forget_x=x, forget_y=y,
+                     num_classes=exp.dataset.num_classes, model=exp.model,
+                     image_shape=exp.dataset.image_shape, model_axis=exp.config.train.model_axis,
+                     retain_index=jnp.asarray(design["retain_index"]),
+                     forget_index=jnp.asarray(design["forget_index"]))
+
+
+def run_shadow_method(exp: Experiment, root: Path, name: str, hparams: dict,
+                      original: TrainState, data: UnlearnData) -> dict:
+  """Unlearn every shadow model's own forget set with method `name` (one stacked run); save
+  the logits on the training set and `methods/<name>.json` (last). Reused when done with the
+  same hyperparameters; a failure is recorded, not raised."""
+  path = root / "methods" / f"{name}.json"
+  logits_path = root / "logits" / f"{name}.npz"
+  if path.exists() and logits_path.exists():
+    try:
+      record = io.read_json(path)
+    except ValueError:
+      record = {}
+    if record.get("status") == "done" and record.get("config") == io.to_jsonable(hparams):
+      return {**record, "reused": True}
+  record = {"method": name, "config": io.to_jsonable(hparams)}
+  try:
+    num = int(exp.config.shadows.num)
+    keys = method_keys(range(num), "shadow/" + name)
+    if name == "single_gradient" and hparams.get("reference") == "initial":  # w_0: the bank's init
+      w0, _ = _init(exp, GROUPS[0], num, optax.identity())
+      result = get_method(name).unlearn(original, data, hparams, keys, reference_state=w0)
+    else:
+      result = run_method(name, original, data, hparams, keys)
+    state = jax.block_until_ready(result.state)
+    logits_path.unlink(missing_ok=True)
+    train_logits(root, name, state, exp)
+    record.update(status="done", cost=io.to_jsonable(result.cost),
+                  diverged=np.atleast_1d(np.asarray(result.diverged)).tolist())
+  except Exception as e:  # noqa: BLE001 - one method's failure must not stop the others
+    record.update(status="failed", error=f"{type(e).__name__}: {e}",
+                  traceback=traceback.format_exc(limit=8))
+    logging.warning("shadow unlearning with '%s' failed: %s", name, record["error"])
+  path.parent.mkdir(parents=True, exist_ok=True)
+  io.atomic_write_json(path, record)
+  return {**record, "reused": False}
+
+
+def ulira_row(stat: np.ndarray, design: Mapping, out_stat: np.ndarray, config) -> dict:
+  """`metrics.ulira` of one side (a method's unlearned models, or a control) in this design."""
+  s = config.shadows
+  n = design["keep"].shape[1]
+  pool = np.zeros(n, bool)
+  pool[design["pool"]] = True
+  k = design["keep"].shape[0]
+  targets = list(range(k - int(s.targets), k))
+  res = ulira(stat, design["keep"], forgotten_mask(design, n), out_stat, ~design["keep"],
+              targets, pool=pool, cap=int(s.cap), fix_variance=bool(s.fix_variance),
+              exclude_all_targets=True, seed=int(s.seed))
+  fprs = list(res["fprs"])
+  row = {m: {"mean": float(res[f"{m}_mean"]), "std": float(res[f"{m}_std"])}
+         for m in ("accuracy", "auc", "balanced_accuracy")}
+  tpr = np.asarray(res["tpr_at_fpr"], np.float64)
+  for j, f in enumerate(fprs):
+    row[f"tpr@{f:g}"] = {"mean": float(np.nanmean(tpr[:, j])), "std": float(np.nanstd(tpr[:, j]))}
+  row["per_target_accuracy"] = np.asarray(res["accuracy"], np.float64).tolist()
+  row["members"] = int(np.sum(res["n_members"]))
+  row["nonmembers"] = int(np.sum(res["n_nonmembers"]))
+  return row
+
+
+def run_shadow_eval(config, workdir) -> dict:
+  """The whole U-LiRA evaluation (module docstring); also writes the memorisation scores."""
+  t0 = time.perf_counter()
+  exp, root, design = _setup(config, workdir, needs_forget=True)
+  labels = np.asarray(exp.dataset.train.y)
+  original = train_bank(exp, root, GROUPS[0], design["subsets"], proxy=True)
+  logits = {GROUPS[0]: train_logits(root, GROUPS[0], original, exp)}
+  scores = memorization_scores(root, logits[GROUPS[0]], labels, design["keep"],
+                               config.train.epochs)
+  write_scores(exp.layout.root / "memorization.npz", scores, exp.dataset.name, labels)
+  oracle = train_bank(exp, root, GROUPS[1], design["retain_index"])
+  logits[GROUPS[1]] = train_logits(root, GROUPS[1], oracle, exp)
+  del oracle
+  names = list(config.shadows.methods) or [m for m in exp.hparams if m != "retrain"]
+  unknown = [m for m in names if m not in exp.hparams]
+  if unknown:
+    raise ConfigError(f"config.shadows.methods names {unknown}, which the main job does not run "
+                      f"({', '.join(exp.hparams)}); list them in --config.methods too")
+  data = shadow_data(exp, design)
+  records = {}
+  for name in tqdm(names, desc="shadow methods", disable=not config.progress, leave=False):
+    hp = exp.hparams[name]
+    if isinstance(hp, Exception):
+      records[name] = {"status": "failed", "error": str(hp)}
+      continue
+    records[name] = run_shadow_method(exp, root, name, hp, original, data)
+    if records[name]["status"] == "done":
+      logits[name] = np.load(root / "logits" / f"{name}.npz")["logits"]
+  phi = {k: np.asarray(logit_scaled_confidence(v, labels[None]), np.float64)
+         for k, v in logits.items()}
+  out = phi[GROUPS[0]]
+  rows = {"retrain (control)": ulira_row(phi[GROUPS[1]], design, out, config),
+          "original (no unlearning)": ulira_row(out, design, out, config)}
+  for name in names:
+    if name in phi:
+      rows[name] = ulira_row(phi[name], design, out, config)
+  summary = {
+      "models": int(config.shadows.num), "targets": int(config.shadows.targets),
+      "pool": int(config.shadows.pool), "forget_size": int(config.shadows.forget_size),
+      "fix_variance": bool(config.shadows.fix_variance), "ulira": rows,
+      "methods": {k: {kk: v for kk, v in r.items() if kk != "traceback"}
+                  for k, r in records.items()},
+      "memorization": _memorization_summary(scores, design, np.zeros(1),
+                                            exp.layout.root / "memorization.npz"),
+      "wall_s": time.perf_counter() - t0}
+  summary["memorization"].pop("test_accuracy")
+  io.atomic_write_json(root / "results.json", summary)
+  (root / "report.md").write_text(report_md(summary, config))
+  return summary
+
+
+def report_md(summary: Mapping, config) -> str:
+  """`shadows/report.md`: the U-LiRA table with its controls, and the memorisation summary."""
+  fmt = lambda d: f"{d['mean']:.3f} ± {d['std']:.3f}"
+  lines = [
+      "# U-LiRA on shadow models",
+      "",
+      f"{summary['models']} models, each trained on its own random half of the training set "
+      f"(`{config.shadows.design}`); model k forgets {summary['forget_size']} examples of its "
+      f"half drawn from a fixed pool of {summary['pool']}. The last {summary['targets']} models "
+      "are the targets (never used to fit); for each, its forgotten examples (members) against "
+      "as many pool examples it never saw (non-members), balanced; in = the other unlearned "
+      "models that forgot the example, out = original models whose half excluded it "
+      f"({'pooled' if summary['fix_variance'] else 'per-example'} σ). Accuracy of p > 0.5: "
+      "0.5 = indistinguishable from never seen (exact unlearning), 1 = nothing forgotten. "
+      "Mean ± std over the targets.",
+      "",
+      "| side | U-LiRA accuracy | AUC | TPR @ 1 % FPR | TPR @ 0.1 % FPR | members / non-members |",
+      "|---|---|---|---|---|---|"]
+  for name, r in summary["ulira"].items():
+    lines.append(f"| {name} | {fmt(r['accuracy'])} | {fmt(r['auc'])} | {fmt(r['tpr@0.01'])} | "
+                 f"{fmt(r['tpr@0.001'])} | {r['members']} / {r['nonmembers']} |")
+  failed = {k: r for k, r in summary["methods"].items() if r.get("status") != "done"}
+  for name, r in failed.items():
+    lines.append(f"| {name} | failed: {r.get('error', '')[:120]} | | | | |")
+  m = summary["memorization"]
+  lines += [
+      "",
+      "## Memorisation scores (Feldman-Zhang, from the same models)",
+      "",
+      f"{m['scored']} of {m['examples']} examples scored ({m['in_per_example'][0]}-"
+      f"{m['in_per_example'][1]} models in per example); mean {m['mean_score']:.3f}, median "
+      f"{m['median_score']:.3f}, {100 * m['share_above_0.5']:.1f} % above 0.5; median standard "
+      f"error {m['median_stderr']:.3f}. Spearman with the confidence proxy (mean true-class "
+      f"probability over {m['proxy_epochs']} epochs): {m['spearman_score_proxy']:.3f} "
+      "(expected negative: memorised examples are learnt late). Scores file: `memorization.npz`.",
+      "", f"Wall time of this invocation: {summary['wall_s']:.0f} s.", ""]
+  return "\n".join(lines)
