@@ -88,6 +88,27 @@ def _acc(z, y):
   return float(np.mean(np.argmax(z, 1) == y))
 
 
+KLOM_SPLITS = ("forget", "retain", "validation")
+
+
+def _margins(d, models):
+  """{split: [len(models), n]} margins z_y − logsumexp_{j≠y} z_j, by hand from the npz arrays."""
+  out = {}
+  for s in KLOM_SPLITS:
+    z, y = d[f"{s}_logits"][list(models)].astype(np.float64), d[f"{s}_labels"]
+    true = np.take_along_axis(z, np.broadcast_to(y[None, :, None], z.shape[:2] + (1,)), -1)[..., 0]
+    others = np.where(np.arange(C)[None, None, :] == y[None, :, None], -np.inf, z)
+    m = others.max(-1)
+    out[s] = true - (m + np.log(np.exp(others - m[..., None]).sum(-1)))
+  return out
+
+
+def _klom_p95(unlearned, oracle):
+  """{split: P95 of per-example KLOM} with `metrics.klom`, split by split, and np.percentile."""
+  return {s: float(np.percentile(metrics.klom(unlearned[s], oracle[s]), 95))
+          for s in KLOM_SPLITS}
+
+
 def test_accuracy_delta_and_tow_by_hand(workdir):
   wd, labels, _ = workdir
   results = io.read_json(wd / "results.json")
@@ -168,6 +189,54 @@ def test_forgetting_quality_ceiling_and_cost(workdir):
   assert g["cost_relative"]["example_gradients"] == pytest.approx(300 / 900)
   assert results["groups"]["original"]["cost_relative"]["wall_s"] == pytest.approx(10 / 8)
   assert summary["wall_s"] == 12.5
+
+
+def test_klom_by_direct_computation(workdir):
+  """P95 KLOM per split = `metrics.klom` on margins recomputed from eval/*.npz: each method's kept
+  seeds against oracle models 0..5; the ceiling is the disjoint oracle halves 3..5 vs 0..2."""
+  wd, _, summary = workdir
+  results = io.read_json(wd / "results.json")
+  groups = results["groups"]
+  oracle = _margins(_load(wd, "oracle"), range(N))
+  for name, kept in (("original", range(N)), ("good", range(N)),
+                     ("half_diverged", [0, 2, 3, 4, 5])):
+    expected = _klom_p95(_margins(_load(wd, name), kept), oracle)
+    k = groups[name]["klom"]
+    assert k["p95"] == pytest.approx(expected, rel=1e-12), name
+    assert (k["num_models"], k["num_oracle"]) == (len(kept), N)
+    assert summary["groups"][name]["klom_p95"] == pytest.approx(expected, rel=1e-12)
+  ceiling = _klom_p95({s: v[3:] for s, v in oracle.items()}, {s: v[:3] for s, v in oracle.items()})
+  c = results["klom_ceiling"]
+  assert c["p95"] == pytest.approx(ceiling, rel=1e-12) and c["num_models"] == 3
+  assert c["note"].startswith("oracle models 3..5 vs 0..2; M = 3, not the methods' 6")
+  assert groups["oracle"]["klom"]["p95"] == pytest.approx(ceiling, rel=1e-12)
+  assert summary["klom_ceiling"] == pytest.approx(ceiling, rel=1e-12)
+  # Disjoint groups: an oracle group against itself would score 0 everywhere.
+  assert _klom_p95({s: v[:3] for s, v in oracle.items()},
+                   {s: v[:3] for s, v in oracle.items()}) == {s: 0.0 for s in KLOM_SPLITS}
+  assert min(ceiling.values()) > 0
+  assert "klom" not in groups["all_diverged"] and "klom" not in groups["broken"]
+  # Power: the original's forget KLOM beside the ceiling's.
+  power = results["power"]
+  assert power["klom_ratio"] == pytest.approx(groups["original"]["klom"]["p95"]["forget"]
+                                              / ceiling["forget"])
+  # results.csv (the oracle row holds the ceiling, as for FQ) and report.md.
+  with open(wd / "results.csv") as f:
+    by = {r["group"]: r for r in csv.DictReader(f)}
+  for s in KLOM_SPLITS:
+    assert float(by["good"][f"klom_{s}_p95"]) == pytest.approx(groups["good"]["klom"]["p95"][s])
+    assert float(by["oracle"][f"klom_{s}_p95"]) == pytest.approx(ceiling[s])
+  assert by["broken"]["klom_forget_p95"] == ""
+  md = (wd / "report.md").read_text()
+  p = groups["good"]["klom"]["p95"]
+  assert (f"| good | 6 vs 0..5 | {p['forget']:.3f} | {p['retain']:.3f} | {p['validation']:.3f} |"
+          in md)
+  assert "| KLOM forget (P95) | KLOM retain (P95) | KLOM val (P95) |" in md
+  assert (f"KLOM ceiling (oracle vs oracle): forget {ceiling['forget']:.3f} / retain "
+          f"{ceiling['retain']:.3f} / val {ceiling['validation']:.3f} (P95; oracle models 3..5 "
+          "vs 0..2" in md)
+  assert "Lower is better" in md and "KL(unlearned ‖ oracle)" in md and "20 equal-width" in md
+  assert f"| KLOM forget (P95) | {groups['original']['klom']['p95']['forget']:.3f} |" in md
 
 
 def test_diverged_and_failed_methods(workdir):
@@ -268,7 +337,14 @@ def test_ceiling_and_fq_with_twice_as_many_oracle_seeds(tmp_path):
   m_test = [_acc(m["test_logits"][i], labels["test"]) for i in range(3)]
   np.testing.assert_allclose(mg["delta"]["test_accuracy"]["per_seed"],
                              [oracle_test - a for a in m_test])
+  om = _margins(oracle, range(6))
+  assert mg["klom"]["p95"] == pytest.approx(
+      _klom_p95(_margins(m, range(3)), {s: v[:3] for s, v in om.items()}), rel=1e-12)
+  klom_ceiling = _klom_p95({s: v[3:] for s, v in om.items()}, {s: v[:3] for s, v in om.items()})
+  assert results["klom_ceiling"]["p95"] == pytest.approx(klom_ceiling, rel=1e-12)
+  assert results["klom_ceiling"]["note"] == "oracle models 3..5 vs 0..2"
   md = (tmp_path / "report.md").read_text()
+  assert "| oracle (retrain) | 3..5 vs 0..2 | ceiling " in md and "| m | 3 vs 0..2 |" in md
   assert "3 seeds (6 oracle seeds)" in md and "first 3 of the 6 oracle seeds" in md
   assert f"oracle vs oracle): {ceiling['score']:.3f} (oracle models 3..5 vs 0..2)" in md
 
@@ -292,7 +368,16 @@ def test_ceiling_needs_six_oracle_seeds_and_two_seed_fq(tmp_path):
   assert results["oracle_ceiling"]["score"] is None
   assert "needs >= 6 oracle seeds (have 2)" in results["oracle_ceiling"]["note"]
   assert results["groups"]["m"]["fq"]["score"] is None
-  assert "needs >= 6 oracle seeds (have 2)" in (tmp_path / "report.md").read_text()
+  md = (tmp_path / "report.md").read_text()
+  assert "needs >= 6 oracle seeds (have 2)" in md
+  # KLOM: the method's 2 seeds against the 2 oracle seeds; no ceiling, with the note.
+  assert results["klom_ceiling"]["p95"] is None
+  assert "needs >= 6 oracle seeds (have 2)" in results["klom_ceiling"]["note"]
+  assert "KLOM ceiling (oracle vs oracle): n/a (needs >= 6 oracle seeds (have 2)" in md
+  assert "| oracle (retrain) | — | n/a | n/a | n/a |" in md
+  assert results["groups"]["m"]["klom"]["p95"] == pytest.approx(_klom_p95(
+      _margins(_load(tmp_path, "m"), [0, 1]), _margins(_load(tmp_path, "oracle"), [0, 1])))
+  assert results["power"]["klom_ratio"] is None
   assert not (tmp_path / "plots").exists()
   # Without references.json, costs are unknown but everything else is reported.
   assert math.isfinite(results["groups"]["m"]["mean"]["tow"])
@@ -337,6 +422,10 @@ def test_diverged_oracle_seed_is_left_out_of_the_ceiling(tmp_path):
                     for i in range(3)])
   eps = metrics.per_example_epsilon(mconf, np.stack([conf(0), conf(2), conf(3)]))
   assert results["groups"]["m"]["fq"]["mean_eps"] == pytest.approx(float(np.mean(eps)))
+  assert results["groups"]["m"]["klom"]["p95"] == pytest.approx(
+      _klom_p95(_margins(m, range(3)), _margins(arrays, [0, 2, 3])), rel=1e-12)
+  assert results["klom_ceiling"]["p95"] is None
+  assert "1 diverged oracle seed(s) left out" in results["klom_ceiling"]["note"]
   assert summary["oracle_seeds"] == list(range(6))
 
 

@@ -5,7 +5,7 @@
 Reads config.json, eval/<group>.npz (logits and labels of the forget/retain/validation/test
 splits, `experiment.save_logits`), eval/references.json (cost of `original` and `oracle`)
 and methods/<name>/result.json, and writes
-  results.json   every number: per seed, mean ± std, Δ to the oracle, FQ, MIA, ToW, cost
+  results.json   every number: per seed, mean ± std, Δ to the oracle, FQ, KLOM, MIA, ToW, cost
   results.csv    one row per model group (means and stds)
   report.md      the tables a person reads, with the plots
   plots/*.png    forget vs test accuracy, MIA per method, confidence histograms
@@ -17,7 +17,10 @@ each seed against the oracle's mean accuracies; MIA per seed (`mia_loss_lr`: for
 losses; `mia_svc_*`: SVC trained on retain vs test, efficacy on forget); forgetting quality of
 the method's N seeds against the first N oracle seeds, beside the oracle-vs-oracle ceiling
 (oracle seeds N..2N-1 against 0..N-1: `config.oracle_seeds` gives the oracle group 2N seeds,
-N >= 3 for a score bin); cost relative to the oracle's (retraining) wall time and example-gradient count.
+N >= 3 for a score bin); KLOM (`metrics.klom`, Georgiev et al. 2024) of the same models: per
+example KL(unlearned ‖ oracle) of the margin histograms, its P95 on the forget, retain and
+validation examples, beside the same oracle-vs-oracle ceiling; cost relative to the oracle's
+(retraining) wall time and example-gradient count.
 Seeds that diverged (non-finite parameters) are left out of every number and counted.
 """
 
@@ -186,30 +189,86 @@ def fq_reference(num_seeds: int, num_oracle: int) -> tuple[int, int]:
   return ref, min(max(num_seeds, MIN_FQ_MODELS), num_oracle // 2)
 
 
-def _ceiling(oracle_conf: np.ndarray, num_seeds: int, num_diverged: int = 0) -> dict:
-  """Oracle-vs-oracle forgetting quality: the attainable score at the methods' number of seeds.
-
-  Oracle models [M, 2M) play the unlearned models against oracle models [0, M), the same
-  models the methods are scored against, with M = the methods' seeds when the oracle group has
-  at least twice as many kept models (`config.oracle_seeds`), else half the kept oracle models.
-  """
-  k = oracle_conf.shape[0]
-  _, m = fq_reference(num_seeds, k)
+def ceiling_groups(num_oracle: int, num_seeds: int, num_diverged: int = 0
+                   ) -> tuple[int | None, str]:
+  """(M, note) of the oracle-vs-oracle ceilings (FQ and KLOM): oracle models [M, 2M) play the
+  unlearned models against oracle models [0, M), the models the methods are scored against, with
+  M = the methods' seeds when the oracle group has at least twice as many kept models
+  (`config.oracle_seeds`), else half the kept oracle models; M is None (the note says why) when
+  that leaves fewer than `MIN_FQ_MODELS` models per group."""
+  _, m = fq_reference(num_seeds, num_oracle)
   want = 2 * max(num_seeds, MIN_FQ_MODELS)
   left_out = f", {num_diverged} diverged oracle seed(s) left out" if num_diverged else ""
   if m < MIN_FQ_MODELS:
-    return {"score": None, "note": f"needs >= {2 * MIN_FQ_MODELS} oracle seeds (have {k}"
-                                   f"{left_out}): two disjoint groups of >= {MIN_FQ_MODELS} "
-                                   f"models; oracle_seeds={want} in the config argument "
-                                   "matches the methods' seeds"}
-  r = metrics.oracle_ceiling(oracle_conf, split=(range(m, 2 * m), range(m)))
+    return None, (f"needs >= {2 * MIN_FQ_MODELS} oracle seeds (have {num_oracle}{left_out}): "
+                  f"two disjoint groups of >= {MIN_FQ_MODELS} models; oracle_seeds={want} in "
+                  "the config argument matches the methods' seeds")
   note = f"oracle models {m}..{2 * m - 1} vs 0..{m - 1}"
   if m != num_seeds:
-    note += (f"; M = {m}, not the methods' {num_seeds} (have {k} oracle seeds{left_out}; "
-             f"oracle_seeds={want} in the config argument matches them)")
+    note += (f"; M = {m}, not the methods' {num_seeds} (have {num_oracle} oracle "
+             f"seeds{left_out}; oracle_seeds={want} in the config argument matches them)")
+  return m, note
+
+
+def _ceiling(oracle_conf: np.ndarray, num_seeds: int, num_diverged: int = 0) -> dict:
+  """Oracle-vs-oracle forgetting quality: the attainable score at the methods' number of seeds
+  (oracle models [M, 2M) against [0, M), `ceiling_groups`)."""
+  m, note = ceiling_groups(oracle_conf.shape[0], num_seeds, num_diverged)
+  if m is None:
+    return {"score": None, "note": note}
+  r = metrics.oracle_ceiling(oracle_conf, split=(range(m, 2 * m), range(m)))
   return {"score": r["score"], "forget_score": r["forget_score"], "mean_eps": r["mean_eps"],
           "num_models": r["num_models"], "num_bins": r["num_bins"], "note": note,
           "eps_hist": eps_histogram(r["eps"])}
+
+
+# KLOM (`metrics.klom`): the splits it is reported on (the validation split is held out of every
+# model's training, as EasyDUB's "val"; the test split is not used) and their report labels.
+KLOM_SPLITS = ("forget", "retain", "validation")
+KLOM_LABELS = {"forget": "forget", "retain": "retain", "validation": "val"}
+KLOM_Q = 95
+
+
+def klom_margins(logits: Mapping[str, np.ndarray], seeds_ok: np.ndarray) -> np.ndarray:
+  """`[M, n_forget + n_retain + n_validation]` margins (`metrics.margins`) of the kept seeds, the
+  `KLOM_SPLITS` side by side (`klom_split_index` gives each split's columns)."""
+  keep = np.flatnonzero(seeds_ok)
+  return np.concatenate([metrics.margins(logits[f"{s}_logits"][keep], logits[f"{s}_labels"])
+                         for s in KLOM_SPLITS], axis=1)
+
+
+def klom_split_index(logits: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+  """The columns of each `KLOM_SPLITS` split in `klom_margins`."""
+  out, start = {}, 0
+  for s in KLOM_SPLITS:
+    n = int(logits[f"{s}_labels"].shape[0])
+    out[s] = np.arange(start, start + n)
+    start += n
+  return out
+
+
+def _klom(margins: np.ndarray, oracle_margins: np.ndarray, splits: Mapping[str, np.ndarray]
+          ) -> dict:
+  """P95 KLOM per split of a group's kept seeds against the reference oracle models (the first
+  `fq_reference` kept ones, as for FQ)."""
+  if margins.shape[0] == 0 or oracle_margins.shape[0] == 0:
+    return {"p95": None, "note": "no kept seed" if margins.shape[0] == 0 else
+            "no kept oracle seed"}
+  per_example = metrics.klom(margins, oracle_margins)
+  return {"p95": metrics.klom_summary(per_example, splits, q=KLOM_Q),
+          "num_models": int(margins.shape[0]), "num_oracle": int(oracle_margins.shape[0])}
+
+
+def _klom_ceiling(oracle_margins: np.ndarray, splits: Mapping[str, np.ndarray], num_seeds: int,
+                  num_diverged: int = 0) -> dict:
+  """Oracle-vs-oracle KLOM, the small-sample floor: oracle models [M, 2M) against [0, M), the
+  models of the FQ ceiling (`ceiling_groups`)."""
+  m, note = ceiling_groups(oracle_margins.shape[0], num_seeds, num_diverged)
+  if m is None:
+    return {"p95": None, "note": note}
+  per_example = metrics.klom_ceiling(oracle_margins[m:2 * m], oracle_margins[:m])
+  return {"p95": metrics.klom_summary(per_example, splits, q=KLOM_Q), "num_models": m,
+          "num_oracle": m, "note": note}
 
 
 def _relative(cost: dict | None, oracle_cost: dict | None, num_models: int,
@@ -345,6 +404,10 @@ def evaluate_workdir(workdir, *, run_wall_s: float | None = None) -> dict:
   ref_conf = oracle_conf[:fq_reference(len(seeds), oracle_conf.shape[0])[0]]
   ceiling = (_ceiling(oracle_conf, len(seeds), int((~oracle_ok).sum())) if ev["fq"]
              else {"score": None, "note": "disabled"})
+  klom_splits = klom_split_index(oracle_logits)
+  oracle_margins = klom_margins(oracle_logits, oracle_ok)
+  ref_margins = oracle_margins[:fq_reference(len(seeds), oracle_margins.shape[0])[0]]
+  klom_ceiling = _klom_ceiling(oracle_margins, klom_splits, len(seeds), int((~oracle_ok).sum()))
   groups: dict[str, dict] = {}
   confs: dict[str, np.ndarray] = {}
   oracle_cost = ref_costs.get("oracle")
@@ -365,11 +428,13 @@ def evaluate_workdir(workdir, *, run_wall_s: float | None = None) -> dict:
     if name == "oracle":
       entry.update(compare_to_oracle(oracle, oracle))
       entry["fq"] = {**ceiling, "note": "oracle vs oracle ceiling: " + ceiling.get("note", "")}
+      entry["klom"] = {**klom_ceiling, "note": "oracle vs oracle ceiling: " + klom_ceiling["note"]}
     elif logits is not None and (~diverged).any():
       entry.update(compare_to_oracle(evaluate_group(seed_results[name]), oracle))
       confs[name] = forget_confidences(logits, ~diverged)
       entry["fq"] = (_fq(confs[name], ref_conf, entry, oracle) if ev["fq"]
                      else {"score": None, "note": "disabled"})
+      entry["klom"] = _klom(klom_margins(logits, ~diverged), ref_margins, klom_splits)
     groups[name] = entry
 
   results = {"workdir": str(workdir), "dataset": config["data"]["name"],
@@ -378,8 +443,10 @@ def evaluate_workdir(workdir, *, run_wall_s: float | None = None) -> dict:
              "retain_size": int(oracle_logits["retain_labels"].shape[0]),
              "forget": {"kind": config["forget"]["kind"],
                         "size": int(oracle_logits["forget_labels"].shape[0])},
-             "eval": ev, "oracle_ceiling": ceiling, "order": list(groups), "groups": groups}
-  results["power"] = benchmark_power(groups["original"], groups["oracle"], ceiling)
+             "eval": ev, "oracle_ceiling": ceiling, "klom_ceiling": klom_ceiling,
+             "order": list(groups), "groups": groups}
+  results["power"] = benchmark_power(groups["original"], groups["oracle"], ceiling,
+                                     klom_ceiling)
   plots = write_plots(layout, results, confs, oracle_conf, ev) if ev["plots"] else {}
   results["plots"] = plots
   io.atomic_write_json(layout.results_json, results)
@@ -416,7 +483,8 @@ POWER_Z = 2.0      # original-vs-oracle distance must exceed this many oracle se
 POWER_FQ = 0.5     # and the original's FQ must be at most this fraction of the ceiling
 
 
-def benchmark_power(original: dict, oracle: dict, ceiling: dict) -> dict:
+def benchmark_power(original: dict, oracle: dict, ceiling: dict,
+                    klom_ceiling: dict | None = None) -> dict:
   """How far the original model (which unlearned nothing) is from the retrain oracle, beside the
   oracle-vs-oracle spread, for each headline metric.
 
@@ -426,6 +494,10 @@ def benchmark_power(original: dict, oracle: dict, ceiling: dict) -> dict:
   forget-accuracy and MIA loss-LR distances both exceed `POWER_Z` spreads (over >= 3 oracle
   seeds) and the original's FQ is at most `POWER_FQ` × the ceiling (both must exist): then doing
   nothing is measurably not unlearning, and a method can be placed between the two.
+
+  KLOM: the original's forget P95 KLOM beside the oracle-vs-oracle one (`klom_ceiling`) and their
+  ratio (lower KLOM is better, so a ratio well above 1 leaves room to rank methods); shown, not
+  part of the verdict.
   """
   rows, failed = [], []
   for label, key, scale, unit in POWER_METRICS:
@@ -451,6 +523,10 @@ def benchmark_power(original: dict, oracle: dict, ceiling: dict) -> dict:
       failed.append(f"the original's FQ is {fq_ratio:.2f} × the ceiling (> {POWER_FQ})")
   else:
     failed.append("FQ and its ceiling cannot be computed with these seeds")
+  klom_orig = ((original.get("klom") or {}).get("p95") or {}).get("forget")
+  klom_ceil = ((klom_ceiling or {}).get("p95") or {}).get("forget")
+  klom_ratio = (klom_orig / klom_ceil if klom_orig is not None and klom_ceil
+                and math.isfinite(klom_orig) else None)
   if not rows:
     verdict = "cannot be judged (the original or oracle group has no kept seed)"
   elif failed:
@@ -459,6 +535,7 @@ def benchmark_power(original: dict, oracle: dict, ceiling: dict) -> dict:
     verdict = (f"can rank methods: doing nothing is > {POWER_Z:g} oracle std from the oracle on "
                f"forget accuracy and MIA loss-LR, and its FQ is {fq_ratio:.2f} × the ceiling")
   return {"rows": rows, "fq_original": fq_orig, "fq_ceiling": fq_ceiling, "fq_ratio": fq_ratio,
+          "klom_original": klom_orig, "klom_ceiling": klom_ceil, "klom_ratio": klom_ratio,
           "can_rank": bool(rows) and not failed, "verdict": verdict}
 
 
@@ -473,6 +550,12 @@ def power_markdown(power: dict) -> str:
                  "—" if power["fq_ceiling"] is None else f"ceiling {power['fq_ceiling']:.3f}",
                  "—", "—", "—" if power["fq_ratio"] is None
                  else f"ratio {power['fq_ratio']:.2f}"])
+  if power.get("klom_original") is not None:
+    rows.append(["KLOM forget (P95)", f"{power['klom_original']:.3f}",
+                 "—" if power.get("klom_ceiling") is None
+                 else f"ceiling {power['klom_ceiling']:.3f}",
+                 "—", "—", "—" if power.get("klom_ratio") is None
+                 else f"ratio {power['klom_ratio']:.2f}"])
   table = _table(["metric", "original", "oracle", "|original − oracle|", "oracle seed std",
                   "z"], rows)
   return f"{table}\n\n**Verdict:** this setting {power['verdict']}."
@@ -511,6 +594,7 @@ def make_summary(layout: Workdir, results: dict, run_wall_s: float | None) -> di
       s["mia_svc_confidence"] = g["mean"].get("mia_svc_confidence")
       s["mia_loss_lr"] = g["mean"].get("mia_loss_lr")
       s["fq"] = (g.get("fq") or {}).get("score")
+      s["klom_p95"] = (g.get("klom") or {}).get("p95")
     if g.get("error"):
       s["error"] = g["error"]
     groups[name] = s
@@ -518,8 +602,9 @@ def make_summary(layout: Workdir, results: dict, run_wall_s: float | None) -> di
           "oracle_seeds": results.get("oracle_seeds"),
           "forget": results["forget"], "methods": results["methods"], "groups": groups,
           "best": best_methods(results), "oracle_ceiling": results["oracle_ceiling"].get("score"),
+          "klom_ceiling": (results.get("klom_ceiling") or {}).get("p95"),
           "power": {k: (results.get("power") or {}).get(k) for k in ("can_rank", "verdict",
-                                                                    "fq_ratio")},
+                                                                    "fq_ratio", "klom_ratio")},
           "report": str(layout.report), "wall_s": run_wall_s}
 
 
@@ -592,6 +677,66 @@ def _fq_cell(g: dict) -> str:
   return f"ceiling {s}" if g["group"] == "oracle" else s
 
 
+def _klom_cell(g: dict, split: str) -> str:
+  value = ((g.get("klom") or {}).get("p95") or {}).get(split)
+  if not g.get("klom"):
+    return "—"
+  if value is None or math.isnan(value):
+    return "n/a"
+  return f"ceiling {value:.3f}" if g["group"] == "oracle" else f"{value:.3f}"
+
+
+def _klom_models_cell(g: dict) -> str:
+  k = g.get("klom") or {}
+  if k.get("p95") is None:
+    return "—"
+  m, o = k["num_models"], k["num_oracle"]
+  return f"{m}..{2 * m - 1} vs 0..{m - 1}" if g["group"] == "oracle" else f"{m} vs 0..{o - 1}"
+
+
+def klom_markdown(results: dict) -> list[str]:
+  """The report's KLOM section (lines)."""
+  groups = list(results["groups"].values())
+  n = len(results["seeds"])
+  n_oracle = len(results.get("oracle_seeds") or results["seeds"])
+  ceiling = results.get("klom_ceiling") or {}
+  table = _table(["method", "models vs oracle models",
+                  *(f"KLOM {KLOM_LABELS[s]} (P95)" for s in KLOM_SPLITS)],
+                 [[_label(g), _klom_models_cell(g), *(_klom_cell(g, s) for s in KLOM_SPLITS)]
+                  for g in groups])
+  return [
+      "## KLOM",
+      "",
+      (f"KLOM (Georgiev et al. 2024, arXiv 2410.23232): for each example, KL(unlearned ‖ oracle) "
+       "between the histograms of its margin z_y − logsumexp_{j≠y} z_j over the method's seeds "
+       f"and over the first {min(n, n_oracle)} oracle seeds ({metrics.KLOM_BINS} equal-width "
+       f"bins over their joint range, margins clipped to ±{metrics.KLOM_CLIP:g}, oracle bins "
+       f"floored at {metrics.KLOM_EPS:g}); the table gives its {KLOM_Q}th percentile over the "
+       "forget, retain and val (the validation split, held out of every model's training) "
+       "examples. Lower is better: 0 = identical histograms, about 11.5 = disjoint. The "
+       "ceiling row is the small-sample floor, what exact retraining scores: the oracle "
+       "models of the FQ ceiling against the same oracle models the methods are scored "
+       f"against. With few seeds (here {n} method seeds against {min(n, n_oracle)} oracle "
+       f"seeds; the paper uses 100 per side) the estimate is coarse: each histogram has at most "
+       f"as many occupied bins as models, of {metrics.KLOM_BINS}, so two small samples often "
+       "share no bin and score near the maximum, and the P95 takes only a few distinct values; "
+       "read a method's KLOM against the ceiling, not against 0."),
+      "",
+      f"KLOM ceiling (oracle vs oracle): {_klom_ceiling_line(ceiling)}.",
+      "",
+      table,
+      "",
+  ]
+
+
+def _klom_ceiling_line(ceiling: dict) -> str:
+  p95 = ceiling.get("p95")
+  if p95 is None:
+    return "n/a (" + ceiling.get("note", "") + ")"
+  return (" / ".join(f"{KLOM_LABELS[s]} {p95[s]:.3f}" for s in KLOM_SPLITS)
+          + f" (P95; {ceiling['note']})")
+
+
 def _rel_cell(g: dict, key: str) -> str:
   r = (g.get("cost_relative") or {}).get(key)
   return "—" if r is None else f"{r:.3f}×"
@@ -661,7 +806,10 @@ def to_markdown(results: dict) -> str:
       "",
       ("How far the original model, which unlearned nothing, is from the retrain oracle, beside "
        "how far retrained models fall from each other (std over oracle seeds; z = distance / "
-       "std). A method can only be told apart from doing nothing where the distance is large."),
+       "std). A method can only be told apart from doing nothing where the distance is large. "
+       "FQ and KLOM: the original's score beside the oracle-vs-oracle ceiling (for KLOM, lower "
+       "is better, so a ratio far above 1 leaves room between doing nothing and the floor; it "
+       "is not part of the verdict)."),
       "",
       power_markdown(results["power"]) if results.get("power") else "—",
       "",
@@ -669,6 +817,7 @@ def to_markdown(results: dict) -> str:
       "",
       main,
       "",
+      *klom_markdown(results),
   ]
   if problems:
     out += ["## Failed or diverged", ""]
@@ -702,8 +851,9 @@ def _csv_columns(results: dict) -> list[str]:
     cols += [f"{k}_mean", f"{k}_std"]
   for k in DELTA_METRICS:
     cols += [f"delta_{k}_mean", f"delta_{k}_std"]
-  cols += ["fq", "fq_forget_score", "cost_wall_s", "cost_example_gradients", "cost_epochs",
-           "rel_wall_s", "rel_example_gradients", "error"]
+  cols += ["fq", "fq_forget_score", *(f"klom_{s}_p95" for s in KLOM_SPLITS), "cost_wall_s",
+           "cost_example_gradients", "cost_epochs", "rel_wall_s", "rel_example_gradients",
+           "error"]
   return cols
 
 
@@ -724,6 +874,9 @@ def to_csv(results: dict) -> str:
       row[f"delta_{k}_mean"], row[f"delta_{k}_std"] = num(d["mean"]), num(d["std"])
     fq = g.get("fq") or {}
     row["fq"], row["fq_forget_score"] = num(fq.get("score")), num(fq.get("forget_score"))
+    p95 = (g.get("klom") or {}).get("p95") or {}
+    for s in KLOM_SPLITS:
+      row[f"klom_{s}_p95"] = num(p95.get(s))
     c, r = g.get("cost") or {}, g.get("cost_relative") or {}
     row.update(cost_wall_s=num(c.get("wall_s")), cost_example_gradients=num(
         c.get("example_gradients")), cost_epochs=num(c.get("epochs")),
