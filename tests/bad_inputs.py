@@ -1,4 +1,4 @@
-"""Bad inputs to the four launchers and what each must answer (`tests/test_bad_inputs.py`).
+"""Bad inputs to the launchers and what each must answer (`tests/test_bad_inputs.py`).
 
 Every case runs a launcher's `main` in-process with the real argument parsing and must exit with
 status 2, print one line `error: ...` naming `field` on stderr, and leave the workdir exactly as
@@ -91,6 +91,9 @@ def _scores_file(content: Optional[bytes] = None) -> Callable[[Path], None]:
 
 
 T, U = tuple(TRAIN), tuple(UNLEARN)
+SH0 = tuple(unlearn_with("finetune"))
+SH = (f"--config={CONFIGS / 'unlearn.py'}:{SMALL},methods=finetune,shadows=8",
+      "--config.progress=False", "--config.shadows.pool=200")
 CASES = [
     # The eight of the issue (experiments.train).
     Case("unknown dataset", "train", (f"--config={CONFIGS / 'train.py'}:dataset=nosuch",),
@@ -228,12 +231,27 @@ CASES = [
          workdir="unlearned", prepare=_write("eval/oracle.npz", b"PK\x03\x04 torn")),
     Case("evaluate with a corrupted result.json", "evaluate", (), "result.json",
          workdir="unlearned", prepare=_write("methods/finetune/result.json", b'{"status": "do')),
+    # experiments.shadow_eval / experiments.memorization (shadow models).
+    Case("shadow_eval without shadows", "shadow_eval", (), "config.shadows.num", SH0),
+    Case("odd number of shadow models", "shadow_eval", ("--config.shadows.num=9",),
+         "config.shadows.num", SH),
+    Case("more U-LiRA targets than shadow models allow", "shadow_eval",
+         ("--config.shadows.targets=8",), "config.shadows.targets", SH),
+    Case("per-model forget set larger than half the pool", "shadow_eval",
+         ("--config.shadows.forget_size=150",), "config.shadows.forget_size", SH),
+    Case("shadow method the main job does not run", "shadow_eval",
+         ("--config.shadows.methods=ga",), "config.shadows.methods", SH),
+    Case("unknown shadow design", "memorization", ("--config.shadows.design=halves",),
+         "config.shadows.design", (f"--config={CONFIGS / 'memorization.py'}:quick",
+                                   "--config.progress=False")),
 ]
 
 _LAUNCHERS = {"train": "experiments.train", "unlearn": "experiments.unlearn",
-              "tune": "experiments.tune", "evaluate": "experiments.evaluate"}
+              "tune": "experiments.tune", "evaluate": "experiments.evaluate",
+              "shadow_eval": "experiments.shadow_eval", "memorization": "experiments.memorization"}
 _DEFAULT_CONFIGS = {"train": CONFIGS / "train.py", "unlearn": CONFIGS / "unlearn.py",
-                    "tune": CONFIGS / "unlearn.py", "evaluate": None}
+                    "tune": CONFIGS / "unlearn.py", "evaluate": None,
+                    "shadow_eval": CONFIGS / "unlearn.py", "memorization": CONFIGS / "memorization.py"}
 
 
 def run_launcher(launcher: str, argv: list[str]) -> tuple[int, str, str]:

@@ -26,7 +26,7 @@ def test_memorization_scores_equal_a_direct_computation(memo):
   design = np.load(workdir / "shadows" / "design.npz")
   keep, subsets = design["keep"], design["subsets"]
   assert keep.shape == (8, summary["examples"]) and (keep.sum(0) == 4).sum() >= keep.shape[1] - 4
-  logits = np.load(workdir / "shadows" / "logits" / "shadow_original.npz")["logits"]
+  logits = np.load(workdir / "shadows" / "logits" / "shadow_original.npz")["train"]
   labels = forget_lib.load_memorization_scores(workdir / "memorization.npz",
                                                keep.shape[1]).score
   from unlearn_jax.data import load_dataset
@@ -71,7 +71,7 @@ def test_shadow_eval_ulira_rows_equal_a_recomputation(tmp_path):
   from unlearn_jax.data import load_dataset
   y = np.asarray(load_dataset("digits").train.y)
   phi = lambda name: np.asarray(logit_scaled_confidence(
-      np.load(root / "logits" / f"{name}.npz")["logits"], y[None]), np.float64)
+      np.load(root / "logits" / f"{name}.npz")["train"], y[None]), np.float64)
   forgotten = np.zeros_like(design["keep"])
   np.put_along_axis(forgotten, design["forget_index"].astype(np.int64), True, axis=1)
   pool = np.isin(np.arange(n), design["pool"])
@@ -81,6 +81,17 @@ def test_shadow_eval_ulira_rows_equal_a_recomputation(tmp_path):
     assert summary["ulira"][side]["accuracy"]["mean"] == pytest.approx(res["accuracy_mean"])
     assert summary["ulira"][side]["auc"]["mean"] == pytest.approx(res["auc_mean"])
   assert summary["methods"]["finetune"]["status"] == "done"
+  # the forget accuracy of each model is over its own forget rows
+  test_acc = summary["ulira"]["finetune"]["accuracy_of_models"]["forget"]["mean"]
+  lf = np.load(root / "logits" / "finetune.npz")["train"]
+  own = [np.mean(np.argmax(lf[k, design["forget_index"][k]], -1) == y[design["forget_index"][k]])
+         for k in range(8)]
+  assert test_acc == pytest.approx(np.mean(own))
+  # a memorisation pool: the pool is the top of the scores file
+  config.shadows.update(pool_scores=str(tmp_path / "memorization.npz"), pool_level="high")
+  scores = np.load(tmp_path / "memorization.npz")["score"]
+  pool = shadows.choose_pool(config, load_dataset("digits"))
+  assert len(pool) == 200 and np.nanmin(scores[pool]) >= np.nanmax(np.delete(scores, pool))
   report = (root / "report.md").read_text()
   assert "retrain (control)" in report and "| finetune |" in report
 

@@ -46,6 +46,7 @@ from absl import logging
 from tqdm.auto import tqdm
 
 from unlearn_jax import io
+from unlearn_jax.data import forget as forget_lib
 from unlearn_jax.data import shadows as designs
 from unlearn_jax.errors import ConfigError, WorkdirError
 from unlearn_jax.methods import UnlearnData, get_method, run_method
@@ -58,7 +59,7 @@ from unlearn_jax.train import (TrainState, check_batch_size, create_train_state,
 
 GROUPS = ("shadow_original", "shadow_oracle")
 DEFAULTS = dict(num=0, design="complement_pairs", seed=0, pool=720, forget_size=180, targets=8,
-                fix_variance=True, cap=300, methods=())
+                fix_variance=True, cap=300, methods=(), pool_scores="", pool_level="high")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -103,6 +104,12 @@ def check_config(config, num_train: int | None = None, *, needs_forget: bool = T
   if not (_is_int(t) and 1 <= t <= num - 4):
     _fail("targets", f"an integer in [1, {num - 4}] (held-out target models; the other models "
           "fit the attack)", t, min(8, max(1, num // 8)))
+  if not isinstance(s.get("pool_scores", ""), str):
+    _fail("pool_scores", "a scores file path ('' = a random pool)", s.get("pool_scores"),
+          "DIR/memorization.npz")
+  if s.get("pool_level", "high") not in forget_lib.MEMORIZATION_LEVELS:
+    _fail("pool_level", f"one of {', '.join(forget_lib.MEMORIZATION_LEVELS)}",
+          s.get("pool_level"), "high")
   if not isinstance(s.get("fix_variance"), bool):
     _fail("fix_variance", "true or false", s.get("fix_variance"), True)
   methods = s.get("methods")
@@ -142,16 +149,33 @@ def _check_recorded(root: Path, settings: dict) -> None:
 # The design and the banks of models.
 
 
-def make_design(config, num_train: int) -> dict:
+def choose_pool(config, dataset) -> np.ndarray:
+  """The forgettable pool: `pool` random training examples, or with `pool_scores` (a
+  memorisation scores file, e.g. another bank's `memorization.npz`) the `pool` examples of
+  `pool_level` (RUM's high / low / mid / mixed, `data.forget.memorization`)."""
+  s, n = config.shadows, len(dataset.train)
+  if not s.get("pool_scores"):
+    rng = np.random.default_rng([int(s.seed), 1])
+    return np.sort(rng.choice(n, size=int(s.pool), replace=False))
+  try:
+    scores = forget_lib.load_memorization_scores(s.pool_scores, n, dataset=dataset.name,
+                                                 labels=np.asarray(dataset.train.y))
+    return forget_lib.memorization(scores.score, level=s.get("pool_level", "high"),
+                                   count=int(s.pool), seed=int(s.seed))
+  except ValueError as e:
+    raise ConfigError(f"config.shadows.pool_scores: {e}") from None
+
+
+def make_design(config, dataset) -> dict:
   """Subsets, keep mask, pool and per-model forget/retain indices: a pure function of
-  `config.shadows` and the training-set size."""
+  `config.shadows` and the training set."""
   s = config.shadows
+  num_train = len(dataset.train)
   subsets, keep = designs.random_subsets(int(s.num), num_train, seed=int(s.seed),
                                          design=s.design)
   out = {"subsets": subsets, "keep": keep}
   if "pool" in s and s.get("forget_size"):
-    rng = np.random.default_rng([int(s.seed), 1])
-    pool = np.sort(rng.choice(num_train, size=int(s.pool), replace=False))
+    pool = choose_pool(config, dataset)
     have = keep[:, pool].sum(1).min()
     if have < s.forget_size:
       raise ConfigError(f"a shadow model holds only {have} of the {s.pool} pool examples, "
@@ -210,20 +234,19 @@ def train_bank(exp: Experiment, root: Path, group: str, subsets, *, proxy: bool 
       subsets=subsets)
 
 
-def train_logits(root: Path, name: str, state: TrainState, exp: Experiment) -> np.ndarray:
-  """Logits `[K, n, C]` of a bank on the whole training set (saved; reused when present)."""
+def train_logits(root: Path, name: str, state: TrainState, exp: Experiment) -> dict:
+  """Logits `[K, n, C]` of a bank on the whole training set (`train`) and on the test split
+  (`test`), saved as `logits/<name>.npz`; reused when present."""
   path = root / "logits" / f"{name}.npz"
   if path.exists():
-    try:
-      return np.load(path)["logits"]
-    except (OSError, ValueError, KeyError):
-      raise WorkdirError(f"{path} is corrupted; delete it and rerun") from None
+    return _load(path)
   t = exp.config.train
-  logits = np.asarray(predict(state, exp.dataset.train.x, batch_size=t.eval_batch_size,
-                              model_axis=t.model_axis), np.float32)
+  out = {split: np.asarray(predict(state, getattr(exp.dataset, split).x,
+                                   batch_size=t.eval_batch_size, model_axis=t.model_axis),
+                           np.float32) for split in ("train", "test")}
   path.parent.mkdir(parents=True, exist_ok=True)
-  io.atomic_savez(path, logits=logits)
-  return logits
+  io.atomic_savez(path, **out)
+  return out
 
 
 # ----------------------------------------------------------------------------------------------
@@ -246,9 +269,11 @@ def memorization_scores(root: Path, logits: np.ndarray, labels: np.ndarray, keep
 
 def write_scores(path: Path, scores: Mapping, dataset_name: str, labels: np.ndarray) -> None:
   """The scores file `forget.kind=memorization` reads (`data.forget.load_memorization_scores`):
-  `score` = Feldman-Zhang memorisation (higher = more memorised), `stderr`, `proxy` = mean
-  true-class confidence (higher = *less* memorised), `dataset`, `labels`, `n_in`, `n_out`."""
-  io.atomic_savez(path, score=scores["score"], stderr=scores["stderr"], proxy=scores["proxy"],
+  `score` = Feldman-Zhang memorisation (higher = more memorised), `stderr`, `proxy` = the name
+  of the score (`feldman_zhang`), `confidence` = the learning-event confidence proxy (mean
+  true-class probability; higher = *less* memorised), `dataset`, `labels`, `n_in`, `n_out`."""
+  io.atomic_savez(path, score=scores["score"], stderr=scores["stderr"],
+                  proxy=np.asarray("feldman_zhang"), confidence=scores["proxy"],
                   n_in=scores["n_in"], n_out=scores["n_out"], dataset=np.asarray(dataset_name),
                   labels=np.asarray(labels, np.int32))
 
@@ -261,7 +286,7 @@ def _setup(config, workdir, *, needs_forget: bool):
   root = exp.layout.root / "shadows"
   settings = shadow_settings(config)
   _check_recorded(root, settings)
-  design = make_design(config, n) if needs_forget else dict(zip(
+  design = make_design(config, exp.dataset) if needs_forget else dict(zip(
       ("subsets", "keep"), designs.random_subsets(int(config.shadows.num), n,
                                                   seed=int(config.shadows.seed),
                                                   design=config.shadows.design)))
@@ -278,7 +303,7 @@ def run_memorization(config, workdir) -> dict:
   exp, root, design = _setup(config, workdir, needs_forget=False)
   labels = np.asarray(exp.dataset.train.y)
   state = train_bank(exp, root, GROUPS[0], design["subsets"], proxy=True)
-  logits = train_logits(root, GROUPS[0], state, exp)
+  logits = train_logits(root, GROUPS[0], state, exp)["train"]
   scores = memorization_scores(root, logits, labels, design["keep"], config.train.epochs)
   path = exp.layout.root / "memorization.npz"
   write_scores(path, scores, exp.dataset.name, labels)
@@ -292,6 +317,7 @@ def run_memorization(config, workdir) -> dict:
 
 
 def _memorization_summary(scores: Mapping, design: Mapping, test_acc, path: Path) -> dict:
+  """Histogram, spread and proxy correlation of the scores (and the bank's test accuracy)."""
   s = scores["score"]
   finite = np.isfinite(s)
   hist, edges = np.histogram(s[finite], bins=20, range=(-1, 1))
@@ -303,8 +329,9 @@ def _memorization_summary(scores: Mapping, design: Mapping, test_acc, path: Path
           "median_stderr": float(np.nanmedian(scores["stderr"])),
           "spearman_score_proxy": float(scores["spearman_score_proxy"]),
           "proxy_epochs": int(scores["proxy_epochs"]),
-          "test_accuracy": {"mean": float(np.mean(test_acc)), "std": float(np.std(test_acc))},
-          "histogram": {"edges": edges.tolist(), "counts": hist.tolist()}}
+          "histogram": {"edges": edges.tolist(), "counts": hist.tolist()},
+          **({} if test_acc is None else {"test_accuracy": {
+              "mean": float(np.mean(test_acc)), "std": float(np.std(test_acc))}})}
 
 
 # ----------------------------------------------------------------------------------------------
@@ -381,52 +408,102 @@ def ulira_row(stat: np.ndarray, design: Mapping, out_stat: np.ndarray, config) -
   return row
 
 
-def run_shadow_eval(config, workdir) -> dict:
-  """The whole U-LiRA evaluation (module docstring); also writes the memorisation scores."""
-  t0 = time.perf_counter()
-  exp, root, design = _setup(config, workdir, needs_forget=True)
+def shadow_stage(exp: Experiment, root: Path, design: Mapping) -> list[str]:
+  """Train (or reuse) the shadow originals and oracles, run every method on every shadow
+  model's own forget set, save all logits and `memorization.npz`; the method names."""
+  config = exp.config
   labels = np.asarray(exp.dataset.train.y)
-  original = train_bank(exp, root, GROUPS[0], design["subsets"], proxy=True)
-  logits = {GROUPS[0]: train_logits(root, GROUPS[0], original, exp)}
-  scores = memorization_scores(root, logits[GROUPS[0]], labels, design["keep"],
-                               config.train.epochs)
-  write_scores(exp.layout.root / "memorization.npz", scores, exp.dataset.name, labels)
-  oracle = train_bank(exp, root, GROUPS[1], design["retain_index"])
-  logits[GROUPS[1]] = train_logits(root, GROUPS[1], oracle, exp)
-  del oracle
   names = list(config.shadows.methods) or [m for m in exp.hparams if m != "retrain"]
   unknown = [m for m in names if m not in exp.hparams]
   if unknown:
     raise ConfigError(f"config.shadows.methods names {unknown}, which the main job does not run "
                       f"({', '.join(exp.hparams)}); list them in --config.methods too")
+  original = train_bank(exp, root, GROUPS[0], design["subsets"], proxy=True)
+  logits = train_logits(root, GROUPS[0], original, exp)
+  scores = memorization_scores(root, logits["train"], labels, design["keep"], config.train.epochs)
+  write_scores(exp.layout.root / "memorization.npz", scores, exp.dataset.name, labels)
+  oracle = train_bank(exp, root, GROUPS[1], design["retain_index"])
+  train_logits(root, GROUPS[1], oracle, exp)
+  del oracle
   data = shadow_data(exp, design)
-  records = {}
   for name in tqdm(names, desc="shadow methods", disable=not config.progress, leave=False):
     hp = exp.hparams[name]
     if isinstance(hp, Exception):
-      records[name] = {"status": "failed", "error": str(hp)}
+      path = root / "methods" / f"{name}.json"
+      path.parent.mkdir(parents=True, exist_ok=True)
+      io.atomic_write_json(path, {"method": name, "status": "failed", "error": str(hp)})
       continue
-    records[name] = run_shadow_method(exp, root, name, hp, original, data)
-    if records[name]["status"] == "done":
-      logits[name] = np.load(root / "logits" / f"{name}.npz")["logits"]
-  phi = {k: np.asarray(logit_scaled_confidence(v, labels[None]), np.float64)
-         for k, v in logits.items()}
-  out = phi[GROUPS[0]]
-  rows = {"retrain (control)": ulira_row(phi[GROUPS[1]], design, out, config),
-          "original (no unlearning)": ulira_row(out, design, out, config)}
+    run_shadow_method(exp, root, name, hp, original, data)
+  return names
+
+
+def _accuracy_rows(logits: Mapping, labels: np.ndarray, test_y: np.ndarray, design: Mapping
+                   ) -> dict:
+  """Per side: accuracy of each model on its own forget and retain rows and on the test split,
+  mean ± std over the models."""
+  right = np.argmax(logits["train"], -1) == labels[None]
+  own = lambda idx: np.take_along_axis(right, np.asarray(idx, np.int64), axis=1).mean(1)
+  per = {"forget": own(design["forget_index"]), "retain": own(design["retain_index"]),
+         "test": (np.argmax(logits["test"], -1) == test_y[None]).mean(1)}
+  return {k: {"mean": float(v.mean()), "std": float(v.std())} for k, v in per.items()}
+
+
+def shadow_results(config, root: Path, labels: np.ndarray, test_y: np.ndarray) -> dict:
+  """U-LiRA and accuracies of every side from the saved files of `shadow_stage` (no model is
+  run: `experiments.evaluate` recomputes these)."""
+  design = _load(root / "design.npz")
+  names = list(config.shadows.methods) or [
+      m for m in config.methods if m != "retrain"]
+  records = {}
   for name in names:
-    if name in phi:
-      rows[name] = ulira_row(phi[name], design, out, config)
-  summary = {
+    path = root / "methods" / f"{name}.json"
+    try:
+      records[name] = io.read_json(path) if path.exists() else {"status": "missing"}
+    except ValueError:
+      raise WorkdirError(f"{path} is corrupted; delete it and rerun") from None
+  sides = {"retrain (control)": GROUPS[1], "original (no unlearning)": GROUPS[0]}
+  sides.update({n: n for n in names if records[n].get("status") == "done"})
+  logits = {k: _load(root / "logits" / f"{v}.npz") for k, v in sides.items()}
+  phi = {k: np.asarray(logit_scaled_confidence(v["train"], labels[None]), np.float64)
+         for k, v in logits.items()}
+  out = phi["original (no unlearning)"]
+  rows = {}
+  for k in sides:
+    rows[k] = {**ulira_row(phi[k], design, out, config),
+               "accuracy_of_models": _accuracy_rows(logits[k], labels, test_y, design)}
+  scores = np.load(root.parent / "memorization.npz")
+  return {
       "models": int(config.shadows.num), "targets": int(config.shadows.targets),
       "pool": int(config.shadows.pool), "forget_size": int(config.shadows.forget_size),
+      "pool_kind": (f"memorisation {config.shadows.pool_level}" if config.shadows.get(
+          "pool_scores") else "random"),
       "fix_variance": bool(config.shadows.fix_variance), "ulira": rows,
       "methods": {k: {kk: v for kk, v in r.items() if kk != "traceback"}
                   for k, r in records.items()},
-      "memorization": _memorization_summary(scores, design, np.zeros(1),
-                                            exp.layout.root / "memorization.npz"),
-      "wall_s": time.perf_counter() - t0}
-  summary["memorization"].pop("test_accuracy")
+      "memorization": _memorization_summary(
+          {"score": scores["score"], "stderr": scores["stderr"], "n_in": scores["n_in"],
+           "spearman_score_proxy": spearman(scores["score"], scores["confidence"]),
+           "proxy_epochs": len(list((root / "proxy").glob("*.npz")))},
+          design, None, root.parent / "memorization.npz")}
+
+
+def _load(path: Path) -> dict:
+  try:
+    with np.load(path) as f:
+      return {k: f[k] for k in f.files}
+  except (OSError, ValueError, KeyError):
+    raise WorkdirError(f"{path} is missing or corrupted; rerun the command that makes it "
+                       "(or delete it first)") from None
+
+
+def run_shadow_eval(config, workdir) -> dict:
+  """The whole U-LiRA evaluation (module docstring); also writes the memorisation scores."""
+  t0 = time.perf_counter()
+  exp, root, design = _setup(config, workdir, needs_forget=True)
+  shadow_stage(exp, root, design)
+  summary = shadow_results(config, root, np.asarray(exp.dataset.train.y),
+                           np.asarray(exp.dataset.test.y))
+  summary["wall_s"] = time.perf_counter() - t0
   io.atomic_write_json(root / "results.json", summary)
   (root / "report.md").write_text(report_md(summary, config))
   return summary
@@ -440,22 +517,26 @@ def report_md(summary: Mapping, config) -> str:
       "",
       f"{summary['models']} models, each trained on its own random half of the training set "
       f"(`{config.shadows.design}`); model k forgets {summary['forget_size']} examples of its "
-      f"half drawn from a fixed pool of {summary['pool']}. The last {summary['targets']} models "
-      "are the targets (never used to fit); for each, its forgotten examples (members) against "
-      "as many pool examples it never saw (non-members), balanced; in = the other unlearned "
-      "models that forgot the example, out = original models whose half excluded it "
-      f"({'pooled' if summary['fix_variance'] else 'per-example'} σ). Accuracy of p > 0.5: "
-      "0.5 = indistinguishable from never seen (exact unlearning), 1 = nothing forgotten. "
-      "Mean ± std over the targets.",
+      f"half drawn from a fixed pool of {summary['pool']} ({summary['pool_kind']}). The last "
+      f"{summary['targets']} models are the targets (never used to fit); for each, its forgotten "
+      "examples (members) against as many pool examples it never saw (non-members), balanced; "
+      "in = the other unlearned models that forgot the example, out = original models whose "
+      f"half excluded it ({'pooled' if summary['fix_variance'] else 'per-example'} σ). Accuracy "
+      "of p > 0.5: 0.5 = indistinguishable from never seen (exact unlearning), 1 = nothing "
+      "forgotten. Mean ± std over the targets; the accuracies of the models (own forget rows, "
+      "test split) are mean ± std over all models.",
       "",
-      "| side | U-LiRA accuracy | AUC | TPR @ 1 % FPR | TPR @ 0.1 % FPR | members / non-members |",
-      "|---|---|---|---|---|---|"]
+      "| side | U-LiRA accuracy | AUC | TPR @ 1 % FPR | TPR @ 0.1 % FPR | members / non-members "
+      "| forget acc. | test acc. |",
+      "|---|---|---|---|---|---|---|---|"]
   for name, r in summary["ulira"].items():
+    acc = r["accuracy_of_models"]
     lines.append(f"| {name} | {fmt(r['accuracy'])} | {fmt(r['auc'])} | {fmt(r['tpr@0.01'])} | "
-                 f"{fmt(r['tpr@0.001'])} | {r['members']} / {r['nonmembers']} |")
-  failed = {k: r for k, r in summary["methods"].items() if r.get("status") != "done"}
-  for name, r in failed.items():
-    lines.append(f"| {name} | failed: {r.get('error', '')[:120]} | | | | |")
+                 f"{fmt(r['tpr@0.001'])} | {r['members']} / {r['nonmembers']} | "
+                 f"{fmt(acc['forget'])} | {fmt(acc['test'])} |")
+  for name, r in summary["methods"].items():
+    if r.get("status") != "done":
+      lines.append(f"| {name} | {r.get('status')}: {str(r.get('error', ''))[:120]} | | | | | | |")
   m = summary["memorization"]
   lines += [
       "",
@@ -467,5 +548,7 @@ def report_md(summary: Mapping, config) -> str:
       f"error {m['median_stderr']:.3f}. Spearman with the confidence proxy (mean true-class "
       f"probability over {m['proxy_epochs']} epochs): {m['spearman_score_proxy']:.3f} "
       "(expected negative: memorised examples are learnt late). Scores file: `memorization.npz`.",
-      "", f"Wall time of this invocation: {summary['wall_s']:.0f} s.", ""]
+      ""]
+  if "wall_s" in summary:
+    lines += [f"Wall time of this invocation: {summary['wall_s']:.0f} s.", ""]
   return "\n".join(lines)
