@@ -81,6 +81,16 @@ def test_shadow_eval_ulira_rows_equal_a_recomputation(tmp_path):
     assert summary["ulira"][side]["accuracy"]["mean"] == pytest.approx(res["accuracy_mean"])
     assert summary["ulira"][side]["auc"]["mean"] == pytest.approx(res["auc_mean"])
   assert summary["methods"]["finetune"]["status"] == "done"
+  # KLOM in the shadow design: the retrain row is the ceiling, the halves are disjoint
+  assert summary["ulira"]["retrain (control)"]["klom"] == summary["klom_ceiling"]
+  a, b = shadows.halves(forgotten, 0)
+  assert not (a & b).any() and ((a | b) == forgotten).all()
+  assert (np.abs(a.sum(0) - b.sum(0)) <= 1).all()
+  from unlearn_jax.metrics import klom
+  mo = phi("shadow_oracle")
+  per = klom(phi("finetune"), mo, unlearned_mask=a, oracle_mask=b)
+  assert summary["ulira"]["finetune"]["klom"]["forget"] == pytest.approx(
+      np.nanpercentile(per, 95))
   # the forget accuracy of each model is over its own forget rows
   test_acc = summary["ulira"]["finetune"]["accuracy_of_models"]["forget"]["mean"]
   lf = np.load(root / "logits" / "finetune.npz")["train"]

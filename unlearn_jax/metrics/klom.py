@@ -92,6 +92,8 @@ def klom(
   bins: int = KLOM_BINS,
   eps: float = KLOM_EPS,
   include_max: bool = True,
+  unlearned_mask: Any = None,
+  oracle_mask: Any = None,
 ) -> np.ndarray:
   """Per-example KLOM, ``KL(P_unlearned(m(x)) ‖ P_oracle(m(x)))``, from binned margins.
 
@@ -129,9 +131,13 @@ def klom(
     eps: floor of ``q`` where ``p > 0`` (1e-5).
     include_max: count values at the joint maximum in the last bin (``np.histogram``; default) or
       drop them (the references' ``np.digitize``).
+    unlearned_mask, oracle_mask: optional ``[N1, n]`` / ``[N2, n]`` booleans: which models'
+      margins belong to each example's sample (shadow models, where the models that forgot an
+      example differ from example to example); masked-out entries are ignored, the range and
+      histograms use the selected ones only, and an example with an empty side is NaN.
 
   Returns:
-    ``float64 [n]`` per-example KLOM (>= 0).
+    ``float64 [n]`` per-example KLOM (>= 0; NaN only for an empty masked side).
 
   Raises:
     ValueError: on wrong shapes, NaN margins or bad options.
@@ -142,14 +148,21 @@ def klom(
     raise ValueError(f"different numbers of examples: {u.shape[1]} and {o.shape[1]}")
   if bins < 1 or not clip > 0 or not eps > 0:
     raise ValueError(f"need bins >= 1, clip > 0, eps > 0; got {bins}, {clip}, {eps}")
-  lo = np.minimum(u.min(axis=0), o.min(axis=0))
-  hi = np.maximum(u.max(axis=0), o.max(axis=0))
+  mu = np.ones(u.shape, bool) if unlearned_mask is None else np.asarray(unlearned_mask, bool)
+  mo = np.ones(o.shape, bool) if oracle_mask is None else np.asarray(oracle_mask, bool)
+  if mu.shape != u.shape or mo.shape != o.shape:
+    raise ValueError(f"masks must have the margins' shapes {u.shape} and {o.shape}, got "
+                     f"{mu.shape} and {mo.shape}")
+  empty = ~mu.any(0) | ~mo.any(0)
+  lo = np.minimum(np.where(mu, u, np.inf).min(axis=0), np.where(mo, o, np.inf).min(axis=0))
+  hi = np.maximum(np.where(mu, u, -np.inf).max(axis=0), np.where(mo, o, -np.inf).max(axis=0))
+  lo, hi = np.where(empty, 0.0, lo), np.where(empty, 0.0, hi)
   flat = lo == hi
   # np.linspace on arrays takes a different (rounding) path if any step is 0: give flat examples a
   # unit range (they score 0 below) so every other example gets the scalar np.linspace edges.
   edges = np.linspace(lo, np.where(flat, lo + 1.0, hi), bins + 1, axis=-1)  # [n, B + 1]
-  keep_u = np.ones(u.shape, bool) if include_max else u != hi[None, :]
-  keep_o = np.ones(o.shape, bool) if include_max else o != hi[None, :]
+  keep_u = mu if include_max else mu & (u != hi[None, :])
+  keep_o = mo if include_max else mo & (o != hi[None, :])
   cu = _bin_counts(u, edges, keep_u).astype(np.float64)
   co = _bin_counts(o, edges, keep_o).astype(np.float64)
   with np.errstate(invalid="ignore", divide="ignore"):
@@ -160,7 +173,7 @@ def klom(
   q_safe = np.where(p > 0, np.maximum(q, eps), 1.0)
   terms = np.where(p > 0, p * np.log(np.where(p > 0, p, 1.0) / q_safe), 0.0)
   kl = terms.sum(axis=1)
-  return np.where(flat, 0.0, np.maximum(kl, 0.0))
+  return np.where(empty, np.nan, np.where(flat, 0.0, np.maximum(kl, 0.0)))
 
 
 def _split_indices(name: str, split: Any, n: int) -> np.ndarray:

@@ -50,7 +50,8 @@ from unlearn_jax.data import forget as forget_lib
 from unlearn_jax.data import shadows as designs
 from unlearn_jax.errors import ConfigError, WorkdirError
 from unlearn_jax.methods import UnlearnData, get_method, run_method
-from unlearn_jax.metrics import (feldman_zhang, logit_scaled_confidence, spearman, ulira)
+from unlearn_jax.metrics import (feldman_zhang, klom, logit_scaled_confidence, spearman,
+                                 ulira)
 from unlearn_jax.pipelines import experiment, reference
 from unlearn_jax.pipelines.experiment import Experiment
 from unlearn_jax.pipelines.unlearn import method_keys
@@ -58,6 +59,7 @@ from unlearn_jax.train import (TrainState, check_batch_size, create_train_state,
                                predict)
 
 GROUPS = ("shadow_original", "shadow_oracle")
+LOGIT_SPLITS = ("train", "validation", "test")
 DEFAULTS = dict(num=0, design="complement_pairs", seed=0, pool=720, forget_size=180, targets=8,
                 fix_variance=True, cap=300, methods=(), pool_scores="", pool_level="high")
 
@@ -243,7 +245,7 @@ def train_logits(root: Path, name: str, state: TrainState, exp: Experiment) -> d
   t = exp.config.train
   out = {split: np.asarray(predict(state, getattr(exp.dataset, split).x,
                                    batch_size=t.eval_batch_size, model_axis=t.model_axis),
-                           np.float32) for split in ("train", "test")}
+                           np.float32) for split in LOGIT_SPLITS}
   path.parent.mkdir(parents=True, exist_ok=True)
   io.atomic_savez(path, **out)
   return out
@@ -448,7 +450,49 @@ def _accuracy_rows(logits: Mapping, labels: np.ndarray, test_y: np.ndarray, desi
   return {k: {"mean": float(v.mean()), "std": float(v.std())} for k, v in per.items()}
 
 
-def shadow_results(config, root: Path, labels: np.ndarray, test_y: np.ndarray) -> dict:
+def halves(role: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
+  """Two disjoint halves of each example's models: `role [K, n]` (model k is in example j's
+  group) split alternately along one fixed random order of the models, `(A, B)`, |A| - |B| in
+  {0, 1}."""
+  order = np.random.default_rng(seed).permutation(role.shape[0])
+  r = role[order]
+  rank = np.cumsum(r, 0) - 1
+  a, b = np.zeros_like(role), np.zeros_like(role)
+  a[order], b[order] = r & (rank % 2 == 0), r & (rank % 2 == 1)
+  return a, b
+
+
+def shadow_klom(margins: Mapping[str, Mapping[str, np.ndarray]], design: Mapping, seed: int
+                ) -> dict:
+  """KLOM (`metrics.klom`) of every side in the shadow design, P95 per split, and its ceiling.
+
+  EasyDUB's KLOM compares N unlearned models with N oracles, all with one forget set. Here each
+  model has its own, so for every example the models are those in which it plays the split's
+  role: forget (x in model k's forget set), retain (x in its retain rows), validation (every
+  model). These are split into two disjoint halves A_x, B_x (`halves`); a side scores
+  KL(side on A_x ‖ oracle on B_x) and the ceiling is KL(oracle on A_x ‖ oracle on B_x): the
+  same sample sizes and disjoint models, so the ceiling is the small-sample floor of the
+  methods' numbers (an oracle scored against itself would be 0)."""
+  n = design["keep"].shape[1]
+  forgotten = forgotten_mask(design, n)
+  roles = {"forget": forgotten, "retain": design["keep"] & ~forgotten}
+  k, nv = design["keep"].shape[0], margins[GROUPS[1]]["validation"].shape[1]
+  masks = {r: halves(m, seed) for r, m in roles.items()}
+  masks["validation"] = halves(np.ones((k, nv), bool), seed)
+  oracle = margins[GROUPS[1]]
+  out = {}
+  for side, m in margins.items():
+    row = {}
+    for split, (a, b) in masks.items():
+      src = "validation" if split == "validation" else "train"
+      per = klom(m[src], oracle[src], unlearned_mask=a, oracle_mask=b)
+      row[split] = float(np.nanpercentile(per, 95)) if np.isfinite(per).any() else float("nan")
+    out[side] = row
+  return out
+
+
+def shadow_results(config, root: Path, labels: np.ndarray, test_y: np.ndarray,
+                   val_y: np.ndarray) -> dict:
   """U-LiRA and accuracies of every side from the saved files of `shadow_stage` (no model is
   run: `experiments.evaluate` recomputes these)."""
   design = _load(root / "design.npz")
@@ -467,10 +511,15 @@ def shadow_results(config, root: Path, labels: np.ndarray, test_y: np.ndarray) -
   phi = {k: np.asarray(logit_scaled_confidence(v["train"], labels[None]), np.float64)
          for k, v in logits.items()}
   out = phi["original (no unlearning)"]
+  margins = {k: {"train": phi[k], "validation": np.asarray(logit_scaled_confidence(
+      v["validation"], val_y[None]), np.float64)} for k, v in logits.items()}
+  kloms = shadow_klom({GROUPS[1]: margins["retrain (control)"], **margins}, design,
+                      int(config.shadows.seed))
   rows = {}
   for k in sides:
     rows[k] = {**ulira_row(phi[k], design, out, config),
-               "accuracy_of_models": _accuracy_rows(logits[k], labels, test_y, design)}
+               "accuracy_of_models": _accuracy_rows(logits[k], labels, test_y, design),
+               "klom": kloms[k]}
   scores = np.load(root.parent / "memorization.npz")
   return {
       "models": int(config.shadows.num), "targets": int(config.shadows.targets),
@@ -478,6 +527,7 @@ def shadow_results(config, root: Path, labels: np.ndarray, test_y: np.ndarray) -
       "pool_kind": (f"memorisation {config.shadows.pool_level}" if config.shadows.get(
           "pool_scores") else "random"),
       "fix_variance": bool(config.shadows.fix_variance), "ulira": rows,
+      "klom_ceiling": kloms[GROUPS[1]],
       "methods": {k: {kk: v for kk, v in r.items() if kk != "traceback"}
                   for k, r in records.items()},
       "memorization": _memorization_summary(
@@ -502,7 +552,7 @@ def run_shadow_eval(config, workdir) -> dict:
   exp, root, design = _setup(config, workdir, needs_forget=True)
   shadow_stage(exp, root, design)
   summary = shadow_results(config, root, np.asarray(exp.dataset.train.y),
-                           np.asarray(exp.dataset.test.y))
+                           np.asarray(exp.dataset.test.y), np.asarray(exp.dataset.validation.y))
   summary["wall_s"] = time.perf_counter() - t0
   io.atomic_write_json(root / "results.json", summary)
   (root / "report.md").write_text(report_md(summary, config))
@@ -526,17 +576,25 @@ def report_md(summary: Mapping, config) -> str:
       "forgotten. Mean ± std over the targets; the accuracies of the models (own forget rows, "
       "test split) are mean ± std over all models.",
       "",
+      "KLOM (P95 of the per-example KL(side ‖ oracle) of margins, 20 bins; lower is better): "
+      "each model has its own forget set, so for every example the models in which it plays "
+      "the split's role (forgot it / retained it / all, for validation) are split into two "
+      "disjoint halves, the side's half scored against the oracles' other half; the retrain "
+      "row is oracle half vs oracle half, the small-sample ceiling (floor) of the others.",
+      "",
       "| side | U-LiRA accuracy | AUC | TPR @ 1 % FPR | TPR @ 0.1 % FPR | members / non-members "
-      "| forget acc. | test acc. |",
-      "|---|---|---|---|---|---|---|---|"]
+      "| forget acc. | test acc. | KLOM forget | KLOM retain | KLOM val |",
+      "|---|---|---|---|---|---|---|---|---|---|---|"]
   for name, r in summary["ulira"].items():
-    acc = r["accuracy_of_models"]
+    acc, kl = r["accuracy_of_models"], r["klom"]
     lines.append(f"| {name} | {fmt(r['accuracy'])} | {fmt(r['auc'])} | {fmt(r['tpr@0.01'])} | "
                  f"{fmt(r['tpr@0.001'])} | {r['members']} / {r['nonmembers']} | "
-                 f"{fmt(acc['forget'])} | {fmt(acc['test'])} |")
+                 f"{fmt(acc['forget'])} | {fmt(acc['test'])} | {kl['forget']:.3f} | "
+                 f"{kl['retain']:.3f} | {kl['validation']:.3f} |")
   for name, r in summary["methods"].items():
     if r.get("status") != "done":
-      lines.append(f"| {name} | {r.get('status')}: {str(r.get('error', ''))[:120]} | | | | | | |")
+      lines.append(f"| {name} | {r.get('status')}: {str(r.get('error', ''))[:120]} |"
+                   + " |" * 10)
   m = summary["memorization"]
   lines += [
       "",
