@@ -93,7 +93,7 @@ def _scores_file(content: Optional[bytes] = None) -> Callable[[Path], None]:
 T, U = tuple(TRAIN), tuple(UNLEARN)
 SH0 = tuple(unlearn_with("finetune"))
 SH = (f"--config={CONFIGS / 'unlearn.py'}:{SMALL},methods=finetune,shadows=8",
-      "--config.progress=False", "--config.shadows.pool=200")
+      "--config.progress=False", "--config.shadows.pool=200", "--config.shadows.forget_size=40")
 CASES = [
     # The eight of the issue (experiments.train).
     Case("unknown dataset", "train", (f"--config={CONFIGS / 'train.py'}:dataset=nosuch",),
@@ -239,6 +239,8 @@ CASES = [
          ("--config.shadows.targets=8",), "config.shadows.targets", SH),
     Case("per-model forget set larger than half the pool", "shadow_eval",
          ("--config.shadows.forget_size=150",), "config.shadows.forget_size", SH),
+    Case("memorisation pool from a missing scores file", "shadow_eval",
+         ("--config.shadows.pool_scores={tmp}/nosuch.npz",), "config.shadows.pool_scores", SH),
     Case("shadow method the main job does not run", "shadow_eval",
          ("--config.shadows.methods=ga",), "config.shadows.methods", SH),
     Case("unknown shadow design", "memorization", ("--config.shadows.design=halves",),

@@ -115,3 +115,29 @@ def test_shadow_config_checks():
   config.shadows.forget_size, config.shadows.num = 100, 7
   with pytest.raises(Exception, match="even"):
     shadows.check_config(config, 4000)
+
+
+def test_main_job_with_shadows_reports_ulira_and_evaluate_recomputes_it(tmp_path):
+  """`experiments.unlearn` with `shadows=8`: the shadow stage runs after the methods, the report
+  and results.csv carry U-LiRA / shadow KLOM per method, and `experiments.evaluate` gives the
+  same numbers from the saved files."""
+  import csv
+  import json
+  from unlearn_jax.pipelines import report as report_lib
+  from unlearn_jax.pipelines import unlearn as unlearn_lib
+  config = unlearn_config.get_config("dataset=digits,epochs=2,seeds=2,oracle_seeds=2,shadows=8,"
+                                     "methods=finetune")
+  config.model.width = 0.25
+  config.progress = False
+  config.eval.plots = False
+  config.shadows.update(pool=200, forget_size=40, targets=2)
+  summary = unlearn_lib.run_unlearn(config, tmp_path)
+  assert summary["groups"]["finetune"]["ulira_accuracy"] == pytest.approx(json.loads(
+      (tmp_path / "results.json").read_text())["shadows"]["ulira"]["finetune"]["accuracy"]["mean"])
+  text = (tmp_path / "report.md").read_text()
+  assert "## Shadow models: U-LiRA and KLOM" in text and "| retrain (control) |" in text
+  rows = {r["group"]: r for r in csv.DictReader(open(tmp_path / "results.csv"))}
+  assert rows["oracle"]["ulira_accuracy_mean"] and rows["finetune"]["shadow_klom_forget_p95"]
+  again = report_lib.evaluate_workdir(tmp_path)
+  assert again["groups"]["finetune"]["ulira_accuracy"] == summary["groups"]["finetune"][
+      "ulira_accuracy"]

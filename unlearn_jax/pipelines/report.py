@@ -447,6 +447,7 @@ def evaluate_workdir(workdir, *, run_wall_s: float | None = None) -> dict:
              "order": list(groups), "groups": groups}
   results["power"] = benchmark_power(groups["original"], groups["oracle"], ceiling,
                                      klom_ceiling)
+  add_shadow_results(results, config, layout)
   plots = write_plots(layout, results, confs, oracle_conf, ev) if ev["plots"] else {}
   results["plots"] = plots
   io.atomic_write_json(layout.results_json, results)
@@ -455,6 +456,30 @@ def evaluate_workdir(workdir, *, run_wall_s: float | None = None) -> dict:
   summary = make_summary(layout, results, run_wall_s)
   io.atomic_write_json(layout.summary, summary)
   return summary
+
+
+SHADOW_SIDES = {"original": "original (no unlearning)", "oracle": "retrain (control)"}
+
+
+def add_shadow_results(results: dict, config: Mapping[str, Any], layout: Workdir) -> None:
+  """With `config.shadows.num` > 0 and its shadow models saved (`pipelines.shadows`): U-LiRA
+  and shadow KLOM of every method, recomputed from the saved logits, in `results["shadows"]`
+  and per group (`original` = the original shadow models, `oracle` = the retrain control)."""
+  if not ((config.get("shadows") or {}).get("num")):
+    return
+  from unlearn_jax.pipelines import shadows  # noqa: PLC0415 (only with shadow models)
+  root = layout.root / "shadows"
+  if not (root / "design.npz").exists():
+    results["shadows"] = {"note": f"config.shadows.num is set but {root} holds no shadow models "
+                                  "yet (the run stopped before them)"}
+    return
+  summary = shadows.shadow_results(config, root)
+  results["shadows"] = summary
+  for name, g in results["groups"].items():
+    row = summary["ulira"].get(SHADOW_SIDES.get(name, name))
+    if row is not None:
+      g["shadow"] = {"ulira_accuracy": row["accuracy"], "ulira_auc": row["auc"],
+                     "ulira_tpr@0.01": row["tpr@0.01"], "klom": row["klom"]}
 
 
 def check_evaluable(layout: Workdir) -> None:
@@ -595,6 +620,9 @@ def make_summary(layout: Workdir, results: dict, run_wall_s: float | None) -> di
       s["mia_loss_lr"] = g["mean"].get("mia_loss_lr")
       s["fq"] = (g.get("fq") or {}).get("score")
       s["klom_p95"] = (g.get("klom") or {}).get("p95")
+    if g.get("shadow"):
+      s["ulira_accuracy"] = g["shadow"]["ulira_accuracy"]["mean"]
+      s["shadow_klom_forget"] = g["shadow"]["klom"]["forget"]
     if g.get("error"):
       s["error"] = g["error"]
     groups[name] = s
@@ -624,6 +652,9 @@ def one_line(summary: dict) -> str:
   o = groups["oracle"]["splits"]
   parts.append(f"oracle forget/test {100 * o['forget']['accuracy']['mean']:.1f}/"
                f"{100 * o['test']['accuracy']['mean']:.1f}%")
+  if "ulira_accuracy" in groups["oracle"]:
+    parts.append(f"U-LiRA retrain {groups['oracle']['ulira_accuracy']:.3f} / original "
+                 f"{groups['original']['ulira_accuracy']:.3f}")
   wall = summary.get("wall_s")
   return " | ".join(parts) + (f" | {wall:.0f}s" if wall is not None else "") + \
       f" -> {summary['report']}"
@@ -836,6 +867,11 @@ def to_markdown(results: dict) -> str:
              "it; the values used are in results.json."), "",
             _table(["method", "recipe"], recipes), ""]
   out += ["## Losses and other MIA features", "", details, "", "## Cost", "", cost, ""]
+  if results.get("shadows"):
+    from unlearn_jax.pipelines import shadows  # noqa: PLC0415
+    sh = results["shadows"]
+    out += ([sh["note"], ""] if "note" in sh else
+            [shadows.report_md(sh, title="## Shadow models: U-LiRA and KLOM", sub="###"), ""])
   if results.get("plots"):
     out += ["## Plots", ""]
     for title, rel in results["plots"].items():
@@ -851,10 +887,17 @@ def _csv_columns(results: dict) -> list[str]:
     cols += [f"{k}_mean", f"{k}_std"]
   for k in DELTA_METRICS:
     cols += [f"delta_{k}_mean", f"delta_{k}_std"]
-  cols += ["fq", "fq_forget_score", *(f"klom_{s}_p95" for s in KLOM_SPLITS), "cost_wall_s",
+  cols += ["fq", "fq_forget_score", *(f"klom_{s}_p95" for s in KLOM_SPLITS)]
+  if (results.get("shadows") or {}).get("ulira"):
+    cols += ["ulira_accuracy_mean", "ulira_accuracy_std", "ulira_auc_mean",
+             "ulira_tpr_at_1pct_fpr_mean", *(f"shadow_klom_{s}_p95" for s in SHADOW_KLOM_SPLITS)]
+  cols += ["cost_wall_s",
            "cost_example_gradients", "cost_epochs", "rel_wall_s", "rel_example_gradients",
            "error"]
   return cols
+
+
+SHADOW_KLOM_SPLITS = ("forget", "retain", "validation")
 
 
 def to_csv(results: dict) -> str:
@@ -877,6 +920,13 @@ def to_csv(results: dict) -> str:
     p95 = (g.get("klom") or {}).get("p95") or {}
     for s in KLOM_SPLITS:
       row[f"klom_{s}_p95"] = num(p95.get(s))
+    sh = g.get("shadow")
+    if sh:
+      row.update(ulira_accuracy_mean=num(sh["ulira_accuracy"]["mean"]),
+                 ulira_accuracy_std=num(sh["ulira_accuracy"]["std"]),
+                 ulira_auc_mean=num(sh["ulira_auc"]["mean"]),
+                 ulira_tpr_at_1pct_fpr_mean=num(sh["ulira_tpr@0.01"]["mean"]),
+                 **{f"shadow_klom_{s}_p95": num(sh["klom"][s]) for s in SHADOW_KLOM_SPLITS})
     c, r = g.get("cost") or {}, g.get("cost_relative") or {}
     row.update(cost_wall_s=num(c.get("wall_s")), cost_example_gradients=num(
         c.get("example_gradients")), cost_epochs=num(c.get("epochs")),

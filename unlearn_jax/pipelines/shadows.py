@@ -52,7 +52,7 @@ from unlearn_jax.errors import ConfigError, WorkdirError
 from unlearn_jax.methods import UnlearnData, get_method, run_method
 from unlearn_jax.metrics import (feldman_zhang, klom, logit_scaled_confidence, spearman,
                                  ulira)
-from unlearn_jax.pipelines import experiment, reference
+from unlearn_jax.pipelines import experiment, reference, validate
 from unlearn_jax.pipelines.experiment import Experiment
 from unlearn_jax.pipelines.unlearn import method_keys
 from unlearn_jax.train import (TrainState, check_batch_size, create_train_state, make_optimizer,
@@ -123,6 +123,18 @@ def check_config(config, num_train: int | None = None, *, needs_forget: bool = T
     if 2 * s.forget_size > s.pool:
       _fail("forget_size", f"at most half the pool ({s.pool // 2}: each model holds about half "
             "of the pool)", s.forget_size, s.pool // 4)
+
+
+def method_names(config) -> list[str]:
+  """The methods run on the shadow models: `config.shadows.methods`, or every method of the
+  main job but `retrain` (the shadow oracles are the retrain control)."""
+  main = list(config["methods"])
+  names = list(config["shadows"]["methods"]) or [m for m in main if m != "retrain"]
+  unknown = [m for m in names if m not in main]
+  if unknown:
+    raise ConfigError(f"config.shadows.methods names {unknown}, which the main job does not run "
+                      f"({', '.join(main)}); list them in --config.methods too")
+  return names
 
 
 def shadow_settings(config) -> dict:
@@ -280,22 +292,41 @@ def write_scores(path: Path, scores: Mapping, dataset_name: str, labels: np.ndar
                   labels=np.asarray(labels, np.int32))
 
 
-def _setup(config, workdir, *, needs_forget: bool):
+def prepare(config, workdir, *, needs_forget: bool = True) -> dict:
+  """Every check of the shadow stage, writing nothing: the shadows section against the real
+  training set, the design (built in memory) and the settings recorded in the workdir."""
   check_config(config, needs_forget=needs_forget)
-  exp = experiment.setup(config, workdir, methods=needs_forget)
-  n = len(exp.dataset.train)
+  if needs_forget:
+    method_names(config)
+  dataset = validate.load_data(config)
+  n = len(dataset.train)
   check_config(config, n, needs_forget=needs_forget)
-  root = exp.layout.root / "shadows"
-  settings = shadow_settings(config)
-  _check_recorded(root, settings)
-  design = make_design(config, exp.dataset) if needs_forget else dict(zip(
+  design = make_design(config, dataset) if needs_forget else dict(zip(
       ("subsets", "keep"), designs.random_subsets(int(config.shadows.num), n,
                                                   seed=int(config.shadows.seed),
                                                   design=config.shadows.design)))
+  settings = shadow_settings(config)
+  _check_recorded(Path(workdir) / "shadows", settings)
+  design.update({f"{split}_labels": np.asarray(getattr(dataset, split).y, np.int32)
+                 for split in LOGIT_SPLITS})
+  return {"design": design, "settings": settings}
+
+
+def write_plan(exp: Experiment, plan: Mapping) -> tuple[Path, dict]:
+  """After `experiment.setup`: record the shadow settings and design; `(root, design)`."""
+  root = exp.layout.root / "shadows"
   root.mkdir(parents=True, exist_ok=True)
   if not (root / "config.json").exists():
-    io.atomic_write_json(root / "config.json", settings)
-  io.atomic_savez(root / "design.npz", **design)
+    io.atomic_write_json(root / "config.json", plan["settings"])
+  io.atomic_savez(root / "design.npz", **plan["design"])
+  return root, plan["design"]
+
+
+def _setup(config, workdir, *, needs_forget: bool):
+  """`prepare` (every check), `experiment.setup` (the main config), then the first writes."""
+  plan = prepare(config, workdir, needs_forget=needs_forget)
+  exp = experiment.setup(config, workdir, methods=needs_forget)
+  root, design = write_plan(exp, plan)
   return exp, root, design
 
 
@@ -387,17 +418,17 @@ def run_shadow_method(exp: Experiment, root: Path, name: str, hparams: dict,
   return {**record, "reused": False}
 
 
-def ulira_row(stat: np.ndarray, design: Mapping, out_stat: np.ndarray, config) -> dict:
-  """`metrics.ulira` of one side (a method's unlearned models, or a control) in this design."""
-  s = config.shadows
+def ulira_row(stat: np.ndarray, design: Mapping, out_stat: np.ndarray, s: Mapping) -> dict:
+  """`metrics.ulira` of one side (a method's unlearned models, or a control) in this design
+  (`s`: the shadows section)."""
   n = design["keep"].shape[1]
   pool = np.zeros(n, bool)
   pool[design["pool"]] = True
   k = design["keep"].shape[0]
-  targets = list(range(k - int(s.targets), k))
+  targets = list(range(k - int(s["targets"]), k))
   res = ulira(stat, design["keep"], forgotten_mask(design, n), out_stat, ~design["keep"],
-              targets, pool=pool, cap=int(s.cap), fix_variance=bool(s.fix_variance),
-              exclude_all_targets=True, seed=int(s.seed))
+              targets, pool=pool, cap=int(s["cap"]), fix_variance=bool(s["fix_variance"]),
+              exclude_all_targets=True, seed=int(s["seed"]))
   fprs = list(res["fprs"])
   row = {m: {"mean": float(res[f"{m}_mean"]), "std": float(res[f"{m}_std"])}
          for m in ("accuracy", "auc", "balanced_accuracy")}
@@ -415,11 +446,7 @@ def shadow_stage(exp: Experiment, root: Path, design: Mapping) -> list[str]:
   model's own forget set, save all logits and `memorization.npz`; the method names."""
   config = exp.config
   labels = np.asarray(exp.dataset.train.y)
-  names = list(config.shadows.methods) or [m for m in exp.hparams if m != "retrain"]
-  unknown = [m for m in names if m not in exp.hparams]
-  if unknown:
-    raise ConfigError(f"config.shadows.methods names {unknown}, which the main job does not run "
-                      f"({', '.join(exp.hparams)}); list them in --config.methods too")
+  names = method_names(config)
   original = train_bank(exp, root, GROUPS[0], design["subsets"], proxy=True)
   logits = train_logits(root, GROUPS[0], original, exp)
   scores = memorization_scores(root, logits["train"], labels, design["keep"], config.train.epochs)
@@ -472,7 +499,10 @@ def shadow_klom(margins: Mapping[str, Mapping[str, np.ndarray]], design: Mapping
   model). These are split into two disjoint halves A_x, B_x (`halves`); a side scores
   KL(side on A_x ‖ oracle on B_x) and the ceiling is KL(oracle on A_x ‖ oracle on B_x): the
   same sample sizes and disjoint models, so the ceiling is the small-sample floor of the
-  methods' numbers (an oracle scored against itself would be 0)."""
+  methods' numbers (an oracle scored against itself would be 0). Returns per side the P95 per
+  split and, under `median`, the P50 (with a few models per half the histograms of even two
+  oracle halves rarely overlap, so P95 sits near its maximum ln(1e5) ≈ 11.5 for every side;
+  the median still separates them)."""
   n = design["keep"].shape[1]
   forgotten = forgotten_mask(design, n)
   roles = {"forget": forgotten, "retain": design["keep"] & ~forgotten}
@@ -480,24 +510,26 @@ def shadow_klom(margins: Mapping[str, Mapping[str, np.ndarray]], design: Mapping
   masks = {r: halves(m, seed) for r, m in roles.items()}
   masks["validation"] = halves(np.ones((k, nv), bool), seed)
   oracle = margins[GROUPS[1]]
+  pct = lambda per, q: float(np.nanpercentile(per, q)) if np.isfinite(per).any() else float("nan")
   out = {}
   for side, m in margins.items():
-    row = {}
+    row = {"median": {}}
     for split, (a, b) in masks.items():
       src = "validation" if split == "validation" else "train"
       per = klom(m[src], oracle[src], unlearned_mask=a, oracle_mask=b)
-      row[split] = float(np.nanpercentile(per, 95)) if np.isfinite(per).any() else float("nan")
+      row[split], row["median"][split] = pct(per, 95), pct(per, 50)
     out[side] = row
   return out
 
 
-def shadow_results(config, root: Path, labels: np.ndarray, test_y: np.ndarray,
-                   val_y: np.ndarray) -> dict:
-  """U-LiRA and accuracies of every side from the saved files of `shadow_stage` (no model is
-  run: `experiments.evaluate` recomputes these)."""
+def shadow_results(config: Mapping, root: Path) -> dict:
+  """U-LiRA, KLOM and accuracies of every side from the saved files of `shadow_stage` (no
+  model is run: `experiments.evaluate` recomputes these). `config`: the experiment's config
+  (a ConfigDict or the recorded config.json)."""
   design = _load(root / "design.npz")
-  names = list(config.shadows.methods) or [
-      m for m in config.methods if m != "retrain"]
+  labels, val_y, test_y = (design[f"{s}_labels"] for s in LOGIT_SPLITS)
+  s = dict(config["shadows"])
+  names = method_names(config)
   records = {}
   for name in names:
     path = root / "methods" / f"{name}.json"
@@ -514,19 +546,18 @@ def shadow_results(config, root: Path, labels: np.ndarray, test_y: np.ndarray,
   margins = {k: {"train": phi[k], "validation": np.asarray(logit_scaled_confidence(
       v["validation"], val_y[None]), np.float64)} for k, v in logits.items()}
   kloms = shadow_klom({GROUPS[1]: margins["retrain (control)"], **margins}, design,
-                      int(config.shadows.seed))
+                      int(s["seed"]))
   rows = {}
   for k in sides:
-    rows[k] = {**ulira_row(phi[k], design, out, config),
+    rows[k] = {**ulira_row(phi[k], design, out, s),
                "accuracy_of_models": _accuracy_rows(logits[k], labels, test_y, design),
                "klom": kloms[k]}
   scores = np.load(root.parent / "memorization.npz")
   return {
-      "models": int(config.shadows.num), "targets": int(config.shadows.targets),
-      "pool": int(config.shadows.pool), "forget_size": int(config.shadows.forget_size),
-      "pool_kind": (f"memorisation {config.shadows.pool_level}" if config.shadows.get(
-          "pool_scores") else "random"),
-      "fix_variance": bool(config.shadows.fix_variance), "ulira": rows,
+      "models": int(s["num"]), "targets": int(s["targets"]), "pool": int(s["pool"]),
+      "forget_size": int(s["forget_size"]), "design": s["design"],
+      "pool_kind": (f"memorisation {s['pool_level']}" if s.get("pool_scores") else "random"),
+      "fix_variance": bool(s["fix_variance"]), "ulira": rows,
       "klom_ceiling": kloms[GROUPS[1]],
       "methods": {k: {kk: v for kk, v in r.items() if kk != "traceback"}
                   for k, r in records.items()},
@@ -551,22 +582,23 @@ def run_shadow_eval(config, workdir) -> dict:
   t0 = time.perf_counter()
   exp, root, design = _setup(config, workdir, needs_forget=True)
   shadow_stage(exp, root, design)
-  summary = shadow_results(config, root, np.asarray(exp.dataset.train.y),
-                           np.asarray(exp.dataset.test.y), np.asarray(exp.dataset.validation.y))
+  summary = shadow_results(config, root)
   summary["wall_s"] = time.perf_counter() - t0
   io.atomic_write_json(root / "results.json", summary)
-  (root / "report.md").write_text(report_md(summary, config))
+  (root / "report.md").write_text(report_md(summary))
   return summary
 
 
-def report_md(summary: Mapping, config) -> str:
-  """`shadows/report.md`: the U-LiRA table with its controls, and the memorisation summary."""
+def report_md(summary: Mapping, title: str = "# U-LiRA on shadow models", sub: str = "##"
+              ) -> str:
+  """`shadows/report.md` (and the main report's shadow section): the U-LiRA and KLOM table with
+  its controls, and the memorisation summary."""
   fmt = lambda d: f"{d['mean']:.3f} ± {d['std']:.3f}"
   lines = [
-      "# U-LiRA on shadow models",
+      title,
       "",
       f"{summary['models']} models, each trained on its own random half of the training set "
-      f"(`{config.shadows.design}`); model k forgets {summary['forget_size']} examples of its "
+      f"(`{summary['design']}`); model k forgets {summary['forget_size']} examples of its "
       f"half drawn from a fixed pool of {summary['pool']} ({summary['pool_kind']}). The last "
       f"{summary['targets']} models are the targets (never used to fit); for each, its forgotten "
       "examples (members) against as many pool examples it never saw (non-members), balanced; "
@@ -580,7 +612,9 @@ def report_md(summary: Mapping, config) -> str:
       "each model has its own forget set, so for every example the models in which it plays "
       "the split's role (forgot it / retained it / all, for validation) are split into two "
       "disjoint halves, the side's half scored against the oracles' other half; the retrain "
-      "row is oracle half vs oracle half, the small-sample ceiling (floor) of the others.",
+      "row is oracle half vs oracle half, the small-sample ceiling (floor) of the others. "
+      "Cells: P95 (P50). EasyDUB uses 100 models per side; with the few models per half here "
+      "P95 is close to its maximum ln(1e5) ≈ 11.5 even for the ceiling, so read the P50 too.",
       "",
       "| side | U-LiRA accuracy | AUC | TPR @ 1 % FPR | TPR @ 0.1 % FPR | members / non-members "
       "| forget acc. | test acc. | KLOM forget | KLOM retain | KLOM val |",
@@ -589,8 +623,9 @@ def report_md(summary: Mapping, config) -> str:
     acc, kl = r["accuracy_of_models"], r["klom"]
     lines.append(f"| {name} | {fmt(r['accuracy'])} | {fmt(r['auc'])} | {fmt(r['tpr@0.01'])} | "
                  f"{fmt(r['tpr@0.001'])} | {r['members']} / {r['nonmembers']} | "
-                 f"{fmt(acc['forget'])} | {fmt(acc['test'])} | {kl['forget']:.3f} | "
-                 f"{kl['retain']:.3f} | {kl['validation']:.3f} |")
+                 f"{fmt(acc['forget'])} | {fmt(acc['test'])} | "
+                 + " | ".join(f"{kl[s]:.2f} ({kl['median'][s]:.2f})"
+                              for s in ("forget", "retain", "validation")) + " |")
   for name, r in summary["methods"].items():
     if r.get("status") != "done":
       lines.append(f"| {name} | {r.get('status')}: {str(r.get('error', ''))[:120]} |"
@@ -598,7 +633,7 @@ def report_md(summary: Mapping, config) -> str:
   m = summary["memorization"]
   lines += [
       "",
-      "## Memorisation scores (Feldman-Zhang, from the same models)",
+      f"{sub} Memorisation scores (Feldman-Zhang, from the same models)",
       "",
       f"{m['scored']} of {m['examples']} examples scored ({m['in_per_example'][0]}-"
       f"{m['in_per_example'][1]} models in per example); mean {m['mean_score']:.3f}, median "

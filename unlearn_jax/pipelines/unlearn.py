@@ -193,6 +193,10 @@ def run_unlearn(config, workdir, *, report: bool = True) -> dict:
     The summary (`summary.json`) if `report`, else `{group: result record}`.
   """
   t0 = time.perf_counter()
+  shadow_plan = None
+  if (config.get("shadows") or {}).get("num"):  # shadow models (U-LiRA, KLOM): checked first
+    from unlearn_jax.pipelines import shadows  # noqa: PLC0415
+    shadow_plan = shadows.prepare(config, workdir)
   exp = experiment.setup(config, workdir, methods=True)  # every config error before any write
   hparams = exp.hparams
   splits = exp.splits()
@@ -216,6 +220,9 @@ def run_unlearn(config, workdir, *, report: bool = True) -> dict:
     if not r["reused"]:
       msg = (f"{r['cost']['wall_s']:.1f}s" if r["status"] == "done" else r["error"])
       logging.info("method %s: %s %s", name, r["status"], msg)
+  if shadow_plan is not None:  # every method again on K half-data models, own forget sets
+    root, design = shadows.write_plan(exp, shadow_plan)
+    shadows.shadow_stage(exp, root, design)
   if not report:
     return records
   from unlearn_jax.pipelines import report as report_lib  # matplotlib only when reporting
