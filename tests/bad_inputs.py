@@ -94,6 +94,7 @@ T, U = tuple(TRAIN), tuple(UNLEARN)
 SH0 = tuple(unlearn_with("finetune"))
 SH = (f"--config={CONFIGS / 'unlearn.py'}:{SMALL},methods=finetune,shadows=8",
       "--config.progress=False", "--config.shadows.pool=200", "--config.shadows.forget_size=40")
+STUDY = (f"--config={CONFIGS / 'shadow_study.py'}:quick", "--config.progress=False")
 CASES = [
     # The eight of the issue (experiments.train).
     Case("unknown dataset", "train", (f"--config={CONFIGS / 'train.py'}:dataset=nosuch",),
@@ -246,14 +247,20 @@ CASES = [
     Case("unknown shadow design", "memorization", ("--config.shadows.design=halves",),
          "config.shadows.design", (f"--config={CONFIGS / 'memorization.py'}:quick",
                                    "--config.progress=False")),
+    Case("study bank that is the evaluated bank", "shadow_study", ("--config.study.bank_seed=0",),
+         "config.study.bank_seed", STUDY),
+    Case("unknown forget-pool kind in the study", "shadow_study",
+         ("--config.study.kinds=iid,rare",), "config.study.kinds", STUDY),
 ]
 
 _LAUNCHERS = {"train": "experiments.train", "unlearn": "experiments.unlearn",
               "tune": "experiments.tune", "evaluate": "experiments.evaluate",
-              "shadow_eval": "experiments.shadow_eval", "memorization": "experiments.memorization"}
+              "shadow_eval": "experiments.shadow_eval", "memorization": "experiments.memorization",
+              "shadow_study": "experiments.shadow_study"}
 _DEFAULT_CONFIGS = {"train": CONFIGS / "train.py", "unlearn": CONFIGS / "unlearn.py",
                     "tune": CONFIGS / "unlearn.py", "evaluate": None,
-                    "shadow_eval": CONFIGS / "unlearn.py", "memorization": CONFIGS / "memorization.py"}
+                    "shadow_eval": CONFIGS / "unlearn.py", "memorization": CONFIGS / "memorization.py",
+                    "shadow_study": CONFIGS / "shadow_study.py"}
 
 
 def run_launcher(launcher: str, argv: list[str]) -> tuple[int, str, str]:

@@ -204,3 +204,15 @@ def test_per_model_split_needs_one_row_per_model(setup, split):
     run_method("finetune", unstack(state, 0), data, OVERRIDES["finetune"], keys[0])
   assert base.check_split(data.model_split(0), unstack(state, 0)) is None
   assert train_step is not None
+
+
+def test_fit_in_model_chunks_equals_all_at_once(setup):
+  """`model_chunk`: the models of a stacked state trained c at a time within each epoch give
+  the same models (they are independent), for a chunk that divides N and one that does not."""
+  subsets, _ = shadows.random_subsets(4, POOL, seed=2)
+  subsets = subsets[:N]
+  state = _fresh(setup, 2 * (len(subsets[0]) // 32))
+  kw = dict(key=setup["keys"], epochs=2, batch_size=32, model_axis="vmap", subsets=subsets)
+  whole = fit(state, setup["x"], setup["y"], **kw)
+  for chunk in (1, 2):
+    _close(fit(state, setup["x"], setup["y"], **kw, model_chunk=chunk).params, whole.params, 1e-5)

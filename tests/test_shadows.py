@@ -1,6 +1,8 @@
 """Shadow models end to end (`unlearn_jax/pipelines/shadows.py`): memorisation scores and
 U-LiRA on the quick configs, checked against independent recomputations from the saved files."""
 
+import json
+
 import numpy as np
 import pytest
 
@@ -54,13 +56,51 @@ def test_memorization_forget_set_from_the_scores_file(memo):
   assert np.nanmin(scores.score[high]) >= np.nanmax(scores.score[low])
 
 
-def test_shadow_eval_ulira_rows_equal_a_recomputation(tmp_path):
-  config = unlearn_config.get_config("dataset=digits,epochs=3,seeds=2,shadows=8,"
+def test_shadow_config_checks():
+  config = unlearn_config.get_config("shadows=8")
+  shadows.check_config(config, 4000)
+  config.shadows.forget_size = 400
+  with pytest.raises(Exception, match="forget_size"):
+    shadows.check_config(config, 4000)
+  config.shadows.forget_size, config.shadows.num = 100, 7
+  with pytest.raises(Exception, match="even"):
+    shadows.check_config(config, 4000)
+
+
+@pytest.fixture(scope="module")
+def main_job(tmp_path_factory):
+  """`experiments.unlearn` with `shadows=8` (the shadow stage runs after the methods)."""
+  from unlearn_jax.pipelines import unlearn as unlearn_lib
+  config = unlearn_config.get_config("dataset=digits,epochs=3,seeds=2,oracle_seeds=2,shadows=8,"
                                      "methods=finetune")
   config.model.width = 0.25
   config.progress = False
+  config.eval.plots = False
   config.shadows.update(pool=200, forget_size=40, targets=2)
-  summary = shadows.run_shadow_eval(config, tmp_path)
+  workdir = tmp_path_factory.mktemp("main_shadows")
+  return config, workdir, unlearn_lib.run_unlearn(config, workdir)
+
+
+def test_main_job_with_shadows_reports_ulira_and_evaluate_recomputes_it(main_job):
+  """The report and results.csv carry U-LiRA / shadow KLOM per method, and
+  `experiments.evaluate` gives the same numbers from the saved files."""
+  import csv
+  from unlearn_jax.pipelines import report as report_lib
+  config, tmp_path, summary = main_job
+  assert summary["groups"]["finetune"]["ulira_accuracy"] == pytest.approx(json.loads(
+      (tmp_path / "results.json").read_text())["shadows"]["ulira"]["finetune"]["accuracy"]["mean"])
+  text = (tmp_path / "report.md").read_text()
+  assert "## Shadow models: U-LiRA and KLOM" in text and "| retrain (control) |" in text
+  rows = {r["group"]: r for r in csv.DictReader(open(tmp_path / "results.csv"))}
+  assert rows["oracle"]["ulira_accuracy_mean"] and rows["finetune"]["shadow_klom_forget_p95"]
+  again = report_lib.evaluate_workdir(tmp_path)
+  assert again["groups"]["finetune"]["ulira_accuracy"] == summary["groups"]["finetune"][
+      "ulira_accuracy"]
+
+
+def test_shadow_eval_ulira_rows_equal_a_recomputation(main_job):
+  config, tmp_path, summary = main_job
+  summary = json.loads((tmp_path / "results.json").read_text())["shadows"]
   root = tmp_path / "shadows"
   design = dict(np.load(root / "design.npz"))
   n = design["keep"].shape[1]
@@ -104,40 +144,3 @@ def test_shadow_eval_ulira_rows_equal_a_recomputation(tmp_path):
   assert len(pool) == 200 and np.nanmin(scores[pool]) >= np.nanmax(np.delete(scores, pool))
   report = (root / "report.md").read_text()
   assert "retrain (control)" in report and "| finetune |" in report
-
-
-def test_shadow_config_checks():
-  config = unlearn_config.get_config("shadows=8")
-  shadows.check_config(config, 4000)
-  config.shadows.forget_size = 400
-  with pytest.raises(Exception, match="forget_size"):
-    shadows.check_config(config, 4000)
-  config.shadows.forget_size, config.shadows.num = 100, 7
-  with pytest.raises(Exception, match="even"):
-    shadows.check_config(config, 4000)
-
-
-def test_main_job_with_shadows_reports_ulira_and_evaluate_recomputes_it(tmp_path):
-  """`experiments.unlearn` with `shadows=8`: the shadow stage runs after the methods, the report
-  and results.csv carry U-LiRA / shadow KLOM per method, and `experiments.evaluate` gives the
-  same numbers from the saved files."""
-  import csv
-  import json
-  from unlearn_jax.pipelines import report as report_lib
-  from unlearn_jax.pipelines import unlearn as unlearn_lib
-  config = unlearn_config.get_config("dataset=digits,epochs=2,seeds=2,oracle_seeds=2,shadows=8,"
-                                     "methods=finetune")
-  config.model.width = 0.25
-  config.progress = False
-  config.eval.plots = False
-  config.shadows.update(pool=200, forget_size=40, targets=2)
-  summary = unlearn_lib.run_unlearn(config, tmp_path)
-  assert summary["groups"]["finetune"]["ulira_accuracy"] == pytest.approx(json.loads(
-      (tmp_path / "results.json").read_text())["shadows"]["ulira"]["finetune"]["accuracy"]["mean"])
-  text = (tmp_path / "report.md").read_text()
-  assert "## Shadow models: U-LiRA and KLOM" in text and "| retrain (control) |" in text
-  rows = {r["group"]: r for r in csv.DictReader(open(tmp_path / "results.csv"))}
-  assert rows["oracle"]["ulira_accuracy_mean"] and rows["finetune"]["shadow_klom_forget_p95"]
-  again = report_lib.evaluate_workdir(tmp_path)
-  assert again["groups"]["finetune"]["ulira_accuracy"] == summary["groups"]["finetune"][
-      "ulira_accuracy"]

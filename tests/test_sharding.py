@@ -92,6 +92,16 @@ MODELS_SCRIPT = textwrap.dedent("""
         assert T.model_mesh_of(many) is not None and T.model_mesh_of(ref) is None
         if n == 8:
             assert diff(T.evaluate(ref, x, y), T.evaluate(many, x, y, model_axis=axis)) < 1e-5
+    # Per-model training subsets (shadow models) with the seeds split: each device's models
+    # take their own rows, the same models as on one device.
+    sub = np.stack([np.sort(np.random.default_rng(s).choice(512, 256, replace=False))
+                    for s in range(8)]).astype(np.int32)
+    one_sub = T.fit(init, x, y, **kw, model_axis="vmap", subsets=sub)
+    many_sub = T.fit(init, x, y, **kw, mesh=mesh, model_axis="unrolled", subsets=sub)
+    split_over_4(many_sub)
+    d_sub = diff(one_sub.params, many_sub.params)
+    print("subsets over 4 devices", d_sub)
+    assert d_sub < 1e-5 and diff(one_sub.params, one.params) > 1e-3, d_sub
     # Replicated on a data mesh (where the unlearning methods run): the same models.
     assert diff(T.replicate(many, T.data_parallel_mesh()).params, many.params) == 0
     for bad, msg in ((first(init, 6), "6 models are not divisible by the 4 devices"),

@@ -331,11 +331,17 @@ def check_batch_size(batch_size: int, num_examples: int, mesh: Optional[Mesh] = 
 
 def train_epoch(state: TrainState, x, y, *, key, epoch: int, batch_size: int,
                 mesh: Optional[Mesh] = None, train_step_fn=train_step, model_axis: str = "auto",
-                subsets=None):
+                subsets=None, model_chunk: int = 0):
   """One epoch over (x, y) in the order drawn for `epoch`; returns (state, mean step metrics).
 
   `subsets` (`[N, m]` row indices, checked by `check_subsets`): model k trains on its own rows
   `x[subsets[k]]` only, m / batch_size steps for every model.
+
+  `model_chunk` = c > 0 (a stacked state of N > c models, no model mesh): the epoch runs the
+  models c at a time, each chunk through all its steps before the next (one compiled program
+  for every full chunk), then joins them; the models are independent, so the result is the
+  same (up to float fusion). On a CPU whose cache does not hold N models' weights this is
+  faster than one step of all N (docs/platform.md).
 
   The step is a jitted function called from a Python loop (on XLA:CPU convolutions inside
   `lax.scan` run 20-30x slower, see docs/platform.md). Metrics stay on device until the end;
@@ -347,10 +353,23 @@ def train_epoch(state: TrainState, x, y, *, key, epoch: int, batch_size: int,
   perm = epoch_order(key, epoch, n=n, stacked=stacked, subsets=subsets)
   step = _compiled_epoch_step(train_step_fn, batch_size, stacked, mesh,
                               resolve_model_axis(model_axis))
-  totals = None
-  for i in range(steps):
-    state, metrics = step(state, x, y, perm, i)
-    totals = metrics if totals is None else jax.tree_util.tree_map(jnp.add, totals, metrics)
+
+  def run(st, order):
+    totals = None
+    for i in range(steps):
+      st, metrics = step(st, x, y, order, i)
+      totals = metrics if totals is None else jax.tree_util.tree_map(jnp.add, totals, metrics)
+    return st, totals
+
+  n_models = num_models(state)
+  if model_chunk and stacked and n_models > model_chunk and not is_model_mesh(mesh):
+    parts = [run(jax.tree_util.tree_map(lambda a: a[s:s + model_chunk], state),
+                 perm[s:s + model_chunk]) for s in range(0, n_models, model_chunk)]
+    join = lambda *a: jnp.concatenate(a)
+    state = jax.tree_util.tree_map(join, *[p[0] for p in parts])
+    totals = jax.tree_util.tree_map(join, *[p[1] for p in parts])
+  else:
+    state, totals = run(state, perm)
   means = jax.tree_util.tree_map(lambda t: t / steps, totals)
   return state, replicate(means, mesh) if is_model_mesh(mesh) else means
 
@@ -358,7 +377,7 @@ def train_epoch(state: TrainState, x, y, *, key, epoch: int, batch_size: int,
 def fit(state: TrainState, x, y, *, key, epochs: int, batch_size: int, start_epoch: int = 0,
         mesh: Optional[Mesh] = None, train_step_fn=train_step, model_axis: str = "auto",
         on_epoch_end: Optional[Callable[[int, TrainState, dict], None]] = None,
-        subsets=None) -> TrainState:
+        subsets=None, model_chunk: int = 0) -> TrainState:
   """Train for epochs `start_epoch .. epochs-1` and return the final state.
 
   Args:
@@ -379,6 +398,8 @@ def fit(state: TrainState, x, y, *, key, epochs: int, batch_size: int, start_epo
       single model): model k trains only on `x[subsets[k]]`, in the order a single run on those
       rows with key k takes (`epoch_order`), every model m / batch_size steps per epoch; one
       compiled program for all N (shadow models, `55-shadow-eval.md`).
+    model_chunk: train a stacked state's models c at a time within each epoch (`train_epoch`);
+      0 = all at once.
   """
   x, y = replicate(jnp.asarray(x), mesh), replicate(jnp.asarray(y), mesh)
   if subsets is not None:
@@ -394,7 +415,7 @@ def fit(state: TrainState, x, y, *, key, epochs: int, batch_size: int, start_epo
   for epoch in range(start_epoch, epochs):
     state, metrics = train_epoch(state, x, y, key=key, epoch=epoch, batch_size=batch_size,
                                  mesh=mesh, train_step_fn=train_step_fn, model_axis=model_axis,
-                                 subsets=subsets)
+                                 subsets=subsets, model_chunk=model_chunk)
     if on_epoch_end is not None:
       on_epoch_end(epoch + 1, state, metrics)
   return state

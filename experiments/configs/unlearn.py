@@ -141,6 +141,7 @@ def shadows_config(num: int = 0) -> ml_collections.ConfigDict:
       fix_variance=True,         # pooled σ per side (LiRA's advice for few shadows)
       cap=300,                   # models per side and example, at most
       methods=(),                # methods to evaluate; () = the main job's (config.methods)
+      model_chunk=-1,            # models per chunk in training: -1 = 8 on CPU, all on GPU/TPU
   ))
 
 

@@ -47,12 +47,13 @@ def train_group(state: TrainState, x, y, *, key, epochs: int, batch_size: int, r
                 mesh=None, train_step_fn=None, model_axis: str = "auto", progress: bool = True,
                 desc: str = "train", eval_batch_size: int = 1000,
                 on_epoch_end: Optional[Callable[[int, TrainState], None]] = None,
-                stop_on_divergence: bool = True, subsets=None) -> TrainState:
+                stop_on_divergence: bool = True, subsets=None, model_chunk: int = 0
+                ) -> TrainState:
   """Train `state` (fresh, single or stacked) for `epochs`, checkpointing and logging per epoch.
 
   Args:
     state: the fresh initial state; also the restore target.
-    x, y, key, epochs, batch_size, mesh, train_step_fn, model_axis, subsets: as in
+    x, y, key, epochs, batch_size, mesh, train_step_fn, model_axis, subsets, model_chunk: as in
       `unlearn_jax.train.fit` (`subsets`: each model's own training rows, shadow models).
     run_dir: folder for checkpoints and `metrics.jsonl`.
     eval_sets: name -> (x, y) evaluated (inference mode) after every epoch and logged.
@@ -103,7 +104,7 @@ def train_group(state: TrainState, x, y, *, key, epochs: int, batch_size: int, r
 
     state = fit(state, x, y, key=key, epochs=epochs, batch_size=batch_size, start_epoch=start,
                 mesh=mesh, model_axis=model_axis, on_epoch_end=on_end, subsets=subsets,
-                **kwargs)
+                model_chunk=model_chunk, **kwargs)
     bar.close()
   return jax.block_until_ready(state)
 
