@@ -142,5 +142,5 @@ def test_shadow_eval_ulira_rows_equal_a_recomputation(main_job):
   scores = np.load(tmp_path / "memorization.npz")["score"]
   pool = shadows.choose_pool(config, load_dataset("digits"))
   assert len(pool) == 200 and np.nanmin(scores[pool]) >= np.nanmax(np.delete(scores, pool))
-  report = (root / "report.md").read_text()
+  report = (tmp_path / "report.md").read_text()
   assert "retrain (control)" in report and "| finetune |" in report

@@ -137,6 +137,8 @@ def shadows_config(num: int = 0) -> ml_collections.ConfigDict:
       seed=0,                    # the halves, the pool and the per-model forget sets
       pool=720,                  # forgettable pool (examples of the training set)
       forget_size=180,           # per-model forget set, drawn from its half ∩ pool
+      pool_scores="",            # '' = a random pool; a memorization.npz = the pool by score
+      pool_level="high",         # with pool_scores: high | mid | low | mixed (RUM's levels)
       targets=max(1, num // 8),  # held-out U-LiRA targets (the last models)
       fix_variance=True,         # pooled σ per side (LiRA's advice for few shadows)
       cap=300,                   # models per side and example, at most

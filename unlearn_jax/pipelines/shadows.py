@@ -159,6 +159,10 @@ def _check_recorded(root: Path, settings: dict) -> None:
     old = io.read_json(path)
   except ValueError:
     raise WorkdirError(f"{path} is not valid JSON; delete {root} and rerun") from None
+  if isinstance(old, dict) and isinstance(old.get("shadows"), dict):
+    # fields added to the section later keep their defaults in an older record
+    defaults = io.to_jsonable({k: v for k, v in DEFAULTS.items() if k in settings["shadows"]})
+    old["shadows"] = {**defaults, **old["shadows"]}
   if old != settings:
     diff = sorted(k for k in set(old) | set(settings) if old.get(k) != settings.get(k))
     raise WorkdirError(f"{root} holds shadow models made with other settings ({', '.join(diff)});"
