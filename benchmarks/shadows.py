@@ -53,6 +53,7 @@ import os
 import platform
 import shlex
 import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -77,6 +78,7 @@ from unlearn_jax.models import build_model_from_config, count_params  # noqa: E4
 RESULTS = HERE / "results"
 DEFAULT_OUT = RESULTS / "shadows_cpu-2core.md"
 MODEL_AXIS = "vmap"  # the mnist1d preset's; compiles in time independent of K (see docstring)
+MODEL_CHUNK = [0]    # (a)'s `fit(model_chunk=...)`, set by --model-chunk
 METHODS = {"a": "ours, one program (vmap)", "b": "ours, loop of single fits",
            "c": "PyTorch, sequential"}
 
@@ -132,7 +134,7 @@ class Ours:
     init, data = self.keys(len(subsets), seed)
     state = T.create_train_state(self.model, self.tx, init, self.image_shape)
     return block(T.fit(state, self.x, self.y, key=data, epochs=epochs, batch_size=self.batch,
-                       model_axis=MODEL_AXIS, subsets=subsets))
+                       model_axis=MODEL_AXIS, subsets=subsets, model_chunk=MODEL_CHUNK[0]))
 
   def loop(self, subsets, *, epochs: int, seed: int, count=None):
     """(b): one single-model fit per model on `x[subsets[k]]` (the same keys as (a))."""
@@ -286,7 +288,13 @@ def import_torch():
 
 
 def machine(torch) -> dict:
-  info = {"platform": platform.platform(), "cpu_model": cpu_model(), "cpu_count": os.cpu_count(),
+  commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                          cwd=Path(__file__).resolve().parents[1]).stdout.strip()
+  dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+                         capture_output=True, text=True,
+                         cwd=Path(__file__).resolve().parents[1]).stdout.strip()
+  info = {"commit": commit + (" (uncommitted changes)" if dirty else ""),
+          "platform": platform.platform(), "cpu_model": cpu_model(), "cpu_count": os.cpu_count(),
           "python": platform.python_version(), "jax": jax.__version__,
           "backend": jax.default_backend(), "device_kind": jax.devices()[0].device_kind,
           "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
@@ -325,9 +333,14 @@ def main():
                       help=f"epochs per model (default: the default config's, {cfg.train.epochs})")
   parser.add_argument("--repeats", type=int, default=1, help="timed runs per (K, way); median")
   parser.add_argument("--skip-torch", action="store_true", help="skip (c)")
+  parser.add_argument("--model-chunk", type=int, default=0,
+                      help="(a) trains its K models this many at a time per epoch (0: all)")
   parser.add_argument("--seed", type=int, default=0, help="seed of the design and the keys")
   parser.add_argument("--out", default=str(DEFAULT_OUT), help="Markdown results file")
   args = parser.parse_args()
+  MODEL_CHUNK[0] = args.model_chunk
+  if args.model_chunk:
+    METHODS["a"] = f"ours, one program (vmap, chunks of {args.model_chunk})"
   if any(k < 2 or k % 2 for k in args.models):
     parser.error("--models: every K must be even and >= 2 (complement pairs)")
   if args.epochs < 1 or args.repeats < 1:
@@ -355,6 +368,7 @@ def main():
             "steps_per_epoch": ours.steps, "learning_rate": t.learning_rate,
             "momentum": t.momentum, "weight_decay": t.weight_decay, "schedule": t.schedule,
             "final_lr_fraction": t.final_lr_fraction, "model_axis": MODEL_AXIS,
+            "model_chunk": args.model_chunk,
             "design": "complement_pairs"}
   prewarm(ours, tw)
   load_start = load_average()
@@ -428,7 +442,8 @@ def markdown(command, info, recipe, results, fz_rows, load_start, load_end, args
   lines = [
       f"# Shadow models: K half-data MNIST-1D MLPs ({info['backend']}, {info['cpu_count']} cores)",
       "",
-      f"`{command}`, {info['date']}; {info['cpu_model']}, {info['cpu_count']} cores, "
+      f"`{command}` at commit {info['commit']}, {info['date']}; {info['cpu_model']}, "
+      f"{info['cpu_count']} cores, "
       f"{info['platform']}, Python {info['python']}, jax {info['jax']}, {torch_desc}. "
       f"Load average {load_start} at start, {load_end} at end (per K below). Raw numbers: "
       f"`{Path(args.out).with_suffix('.json').name}`.",
