@@ -28,11 +28,17 @@ def test_claim_verdicts_on_hand_made_gaps(method_shift, control_shift, verdict):
               for k, v in low[m].items()} for m in low}
   c = check_claim(high, low, z=2.0, min_share=0.5, measure="abs")
   assert c["verdict"] == verdict
-  assert c["methods"] == 3 and c["threshold"] == {"z": 2.0, "min_share": 0.5}
+  assert c["methods"] == 3 and c["threshold"] == {"z": 2.0, "min_share": 0.5, "min_gap": 0.0}
   # the relative gap never calls the control in
   assert check_claim(high, low, z=2.0, min_share=0.5, measure="rel")["control_passes"] is False
   assert check_claim({"original": high["original"]}, low, z=2.0, min_share=0.5,
                      measure="abs")["verdict"] == "not applicable"
+  # nothing to unlearn on the low pool: the relative gap's premise fails
+  low["original"]["original_mean_gap"] = 0.01
+  assert check_claim(high, low, z=2.0, min_share=0.5, measure="rel",
+                     min_gap=0.05)["verdict"] == "not applicable"
+  assert check_claim(high, low, z=2.0, min_share=0.5, measure="abs",
+                     min_gap=0.05)["verdict"] == verdict
 
 
 @pytest.mark.slow

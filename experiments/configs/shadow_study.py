@@ -34,6 +34,7 @@ def get_config(arg: str | None = None):
       claim=dict(
           z=2.0,          # a method finds `high` harder: mean gap difference > z standard errors
           min_share=0.5,  # held if more than this share of the methods do
+          min_gap=0.05,   # the relative gap needs the original >= this far from the oracle
       ),
   ))
   return config

@@ -62,7 +62,10 @@ def check_study(config) -> None:
                       f"config.shadows.seed ({config.shadows.seed}: the bank that chooses the "
                       f"pools must not be the evaluated one), got {s.get('bank_seed')!r}; set "
                       f"e.g. --config.study.bank_seed={config.shadows.seed + 1}")
-  z, share = s.claim.get("z"), s.claim.get("min_share")
+  z, share, gap = s.claim.get("z"), s.claim.get("min_share"), s.claim.get("min_gap")
+  if not (isinstance(gap, (int, float)) and 0 <= gap < 1):
+    raise ConfigError(f"config.study.claim.min_gap must be in [0, 1), got {gap!r}; set e.g. "
+                      "--config.study.claim.min_gap=0.05")
   if not (isinstance(z, (int, float)) and z > 0):
     raise ConfigError(f"config.study.claim.z must be > 0, got {z!r}; set e.g. "
                       "--config.study.claim.z=2")
@@ -99,18 +102,22 @@ def per_model_forget_accuracy(root: Path, name: str, design: Mapping) -> np.ndar
 
 
 def gaps(kind_root: Path, names) -> dict[str, dict[str, np.ndarray]]:
-  """Per side: `abs` = |forget acc − oracle's| per model, `rel` = that over the original's."""
+  """Per side: `abs` = |forget acc − oracle's| per model; `rel` = that over the original's
+  mean gap of this kind (the share of the distance to the oracle a method leaves; the
+  original's own per-model gap is 0 on many models of a `low` pool, so it is not the
+  denominator); `original_mean_gap` = that mean."""
   root = kind_root / "shadows"
   design = dict(np.load(root / "design.npz"))
   oracle = per_model_forget_accuracy(root, shadows.GROUPS[1], design)
   original = np.abs(per_model_forget_accuracy(root, shadows.GROUPS[0], design) - oracle)
+  scale = float(original.mean())
   out = {}
   for name in ["original", *names]:
     file = shadows.GROUPS[0] if name == "original" else name
     if not (root / "logits" / f"{file}.npz").exists():
       continue
     g = np.abs(per_model_forget_accuracy(root, file, design) - oracle)
-    out[name] = {"abs": g, "rel": g / np.maximum(original, 1e-12)}
+    out[name] = {"abs": g, "rel": g / max(scale, 1e-12), "original_mean_gap": scale}
   return out
 
 
@@ -121,24 +128,30 @@ def paired(d: np.ndarray) -> dict:
           "models": int(len(d))}
 
 
-def check_claim(g_high: Mapping, g_low: Mapping, *, z: float, min_share: float, measure: str
-                ) -> dict:
+def check_claim(g_high: Mapping, g_low: Mapping, *, z: float, min_share: float, measure: str,
+                min_gap: float = 0.0) -> dict:
   """RUM's claim on one gap measure (`abs` or `rel`): module docstring. A pure function of the
-  per-model gaps (tested on hand-made inputs)."""
+  per-model gaps (tested on hand-made inputs). `rel` is `not applicable` when the original's
+  mean gap of either kind is below `min_gap` (nothing to unlearn there: the ratio is noise)."""
   methods = [m for m in g_high if m != "original" and m in g_low]
+  premise = measure != "rel" or min(g_high["original"].get("original_mean_gap", 1.0),
+                                    g_low["original"].get("original_mean_gap", 1.0)) >= min_gap
   rows = {m: paired(g_high[m][measure] - g_low[m][measure]) for m in methods}
   harder = [m for m, r in rows.items() if r["mean"] > z * r["se"]]
   share = len(harder) / len(methods) if methods else float("nan")
   control = paired(g_high["original"][measure] - g_low["original"][measure])
   control_passes = measure == "abs" and control["mean"] > z * control["se"]
-  if not methods:
+  if not methods or not premise:
     verdict = "not applicable"
   elif share > min_share:
     verdict = "uninformative" if control_passes else "held"
   else:
     verdict = "not held"
   return {"measure": measure, "verdict": verdict, "share_harder": share, "harder": harder,
-          "methods": len(methods), "threshold": {"z": z, "min_share": min_share},
+          "methods": len(methods), "premise": bool(premise),
+          "original_mean_gap": {"high": g_high["original"].get("original_mean_gap"),
+                                "low": g_low["original"].get("original_mean_gap")},
+          "threshold": {"z": z, "min_share": min_share, "min_gap": min_gap},
           "control_original": control, "control_passes": bool(control_passes), "rows": rows}
 
 
@@ -159,7 +172,8 @@ def run_shadow_study(config, workdir) -> dict:
     g = {k: gaps(root / k, names) for k in ("high", "low")}
     for measure in ("abs", "rel"):
       claims.append(check_claim(g["high"], g["low"], z=float(config.study.claim.z),
-                                min_share=float(config.study.claim.min_share), measure=measure))
+                                min_share=float(config.study.claim.min_share), measure=measure,
+                                min_gap=float(config.study.claim.min_gap)))
   pool_scores = {k: _pool_memorization(root / k, scores) for k in config.study.kinds}
   results = {"bank": bank, "kinds": summaries, "claims": claims, "pool_memorization": pool_scores,
              "wall_s": time.perf_counter() - t0}
@@ -252,6 +266,13 @@ def report_md(results: Mapping, config, plots: Mapping) -> str:
     out.append("Not checked: the study's kinds lack `high` or `low`.")
   for c in results["claims"]:
     ctrl = c["control_original"]
+    if not c["premise"]:
+      out += [f"- **{c['measure']} gap: {c['verdict']}** — the original's mean gap to the "
+              f"oracle is {c['original_mean_gap']['high']:.3f} on high and "
+              f"{c['original_mean_gap']['low']:.3f} on low, below min_gap = "
+              f"{c['threshold']['min_gap']:g}: the oracle already gets the low pool right, so "
+              "there is nothing to unlearn there and a share of that distance is noise."]
+      continue
     out += [f"- **{c['measure']} gap: {c['verdict']}** — {len(c['harder'])}/{c['methods']} "
             f"methods find high harder ({', '.join(c['harder']) or 'none'}); control (original): "
             f"mean difference {ctrl['mean']:+.3f} (z = {ctrl['z']:.1f})."]
