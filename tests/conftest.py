@@ -13,13 +13,10 @@ from unlearn_jax.determinism import configure
 configure(deterministic=True, matmul_precision="highest")
 # One fresh persistent compilation cache per test session, shared with the launcher processes the
 # tests start (they inherit the variable): compiling dominates small CPU runs. Never a user's
-# cache, so every session compiles everything once. This process writes only programs that took
-# >= 0.2 s to compile (the launchers' big steps): it compiles thousands of tiny eager programs,
-# and a full run once died in XLA:CPU's executable serialisation while caching one of them
-# (a segfault in `put_executable_and_time`, not reproduced alone; docs/platform.md).
+# cache, so every session compiles everything once.
 os.environ[runtime.ENV_DIR] = tempfile.mkdtemp(prefix="unlearn-jax-test-xla-")
 atexit.register(shutil.rmtree, os.environ[runtime.ENV_DIR], ignore_errors=True)
-runtime.enable_compilation_cache(os.environ[runtime.ENV_DIR], min_compile_time_s=0.2)
+runtime.enable_compilation_cache(os.environ[runtime.ENV_DIR])
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402

@@ -91,6 +91,7 @@ def test_main_job_with_shadows_reports_ulira_and_evaluate_recomputes_it(main_job
       (tmp_path / "results.json").read_text())["shadows"]["ulira"]["finetune"]["accuracy"]["mean"])
   text = (tmp_path / "report.md").read_text()
   assert "## Shadow models: U-LiRA and KLOM" in text and "| retrain (control) |" in text
+  assert "| U-LiRA accuracy (shadow models) |" in text  # benchmark power shows it too
   rows = {r["group"]: r for r in csv.DictReader(open(tmp_path / "results.csv"))}
   assert rows["oracle"]["ulira_accuracy_mean"] and rows["finetune"]["shadow_klom_forget_p95"]
   again = report_lib.evaluate_workdir(tmp_path)

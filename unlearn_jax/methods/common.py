@@ -298,10 +298,17 @@ def row_chunks(x, y, batch_size: int, index=None, *, pad: bool = True):
     index = jnp.asarray(index, jnp.int32)
   for start in range(0, n, batch_size):
     m = min(batch_size, n - start)
-    pos = jnp.arange(start, start + (batch_size if pad else m)).clip(max=n - 1)
-    rows = pos if index is None else index[:, pos]
-    wb = (jnp.arange(pos.shape[0]) < m).astype(jnp.float32)
-    yield x[rows], y[rows], wb, m
+    size = batch_size if pad else m
+    wb = (jnp.arange(size) < m).astype(jnp.float32)
+    if index is None:  # plain slices, zero rows as padding (no gather program)
+      xb, yb = x[start:start + m], y[start:start + m]
+      if size > m:
+        xb = jnp.concatenate([xb, jnp.zeros((size - m, *xb.shape[1:]), xb.dtype)])
+        yb = jnp.concatenate([yb, jnp.zeros((size - m,), yb.dtype)])
+      yield xb, yb, wb, m
+    else:  # each model's rows of these positions (padding repeats the last position)
+      rows = index[:, jnp.arange(start, start + size).clip(max=n - 1)]
+      yield x[rows], y[rows], wb, m
 
 
 def chunk_gradients(params, model_state, apply_fn, x, y, *, batch_size: int,

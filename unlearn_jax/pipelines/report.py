@@ -475,6 +475,12 @@ def add_shadow_results(results: dict, config: Mapping[str, Any], layout: Workdir
     return
   summary = shadows.shadow_results(config, root)
   results["shadows"] = summary
+  orig, ctrl = (summary["ulira"][SHADOW_SIDES[k]]["accuracy"] for k in ("original", "oracle"))
+  if results.get("power") is not None:
+    results["power"]["ulira"] = {"original": orig["mean"], "control": ctrl["mean"],
+                                 "control_std": ctrl["std"],
+                                 "z": (orig["mean"] - ctrl["mean"]) / ctrl["std"]
+                                 if ctrl["std"] > 0 else float("inf")}
   for name, g in results["groups"].items():
     row = summary["ulira"].get(SHADOW_SIDES.get(name, name))
     if row is not None:
@@ -581,6 +587,12 @@ def power_markdown(power: dict) -> str:
                  else f"ceiling {power['klom_ceiling']:.3f}",
                  "—", "—", "—" if power.get("klom_ratio") is None
                  else f"ratio {power['klom_ratio']:.2f}"])
+  u = power.get("ulira")
+  if u is not None:  # shadow models: the attack on the original vs on the retrain control
+    rows.append(["U-LiRA accuracy (shadow models)", f"{u['original']:.3f}",
+                 f"control {u['control']:.3f}", f"{abs(u['original'] - u['control']):.3f}",
+                 f"{u['control_std']:.3f} (over targets)",
+                 "∞" if math.isinf(u["z"]) else f"{u['z']:.1f}"])
   table = _table(["metric", "original", "oracle", "|original − oracle|", "oracle seed std",
                   "z"], rows)
   return f"{table}\n\n**Verdict:** this setting {power['verdict']}."
