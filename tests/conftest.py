@@ -17,18 +17,25 @@ configure(deterministic=True, matmul_precision="highest")
 os.environ[runtime.ENV_DIR] = tempfile.mkdtemp(prefix="unlearn-jax-test-xla-")
 atexit.register(shutil.rmtree, os.environ[runtime.ENV_DIR], ignore_errors=True)
 runtime.enable_compilation_cache(os.environ[runtime.ENV_DIR])
-# This process only reads that cache: three full runs died in XLA:CPU's executable
-# serialisation while it wrote an entry (a segfault in `put_executable_and_time`, always in
-# tests/test_single_gradient.py, never with that file alone; docs/platform.md). The launcher
-# subprocesses still write it.
-from jax._src import compilation_cache as _jax_cache  # noqa: E402
 
-_jax_cache.put_executable_and_time = lambda *args, **kwargs: None
+import gc  # noqa: E402
 
+import jax  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 from unlearn_jax.data import load_dataset  # noqa: E402
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _release_compiled_programs():
+  """Drop JAX's in-memory compiled programs after each test module. Every live XLA:CPU
+  executable holds its own code mappings; one pytest process of the whole suite reached
+  Linux's `vm.max_map_count` (65,530) at ~92 % and the next compile segfaulted
+  (docs/platform.md). Later modules reload what they share from the persistent cache."""
+  yield
+  jax.clear_caches()
+  gc.collect()
 
 
 @pytest.fixture(scope="session")

@@ -25,7 +25,8 @@ def doc_rows():
 
 def test_enough_distinct_cases():
   assert len({c.name for c in bi.CASES}) == len(bi.CASES) >= 30
-  assert {c.launcher for c in bi.CASES} == {"train", "unlearn", "tune", "evaluate"}
+  assert {c.launcher for c in bi.CASES} == {"train", "unlearn", "tune", "evaluate", "memorization",
+                                            "shadow_eval", "shadow_study"}
 
 
 @pytest.mark.parametrize("case", bi.CASES, ids=[c.name for c in bi.CASES])

@@ -13,7 +13,7 @@ import optax
 import pytest
 
 from unlearn_jax import masking
-from unlearn_jax.methods import UnlearnData, base, common, ga, l1_sparse, neggrad_plus
+from unlearn_jax.methods import UnlearnData, base, common, l1_sparse, neggrad_plus
 from unlearn_jax.methods import method_defaults, run_method
 from unlearn_jax.models import build_model
 from unlearn_jax.train import create_train_state, cross_entropy, fit, make_optimizer

@@ -17,10 +17,11 @@ References (``55-shadow-eval.md`` §1):
 
 The statistic is the logit-scaled confidence
 ``φ = log p_y − log Σ_{j≠y} p_j = z_y − logsumexp_{j≠y} z_j``: the one function
-:func:`unlearn_jax.metrics.forgetting_quality.logit_scaled_confidence`, importable from here too
-(and the "margin" of :func:`unlearn_jax.metrics.klom.margins`). Each example ``j`` gets its own
-Gaussians of ``φ`` under models that did ("in") and did not ("out") train on it; a target model's
-``φ`` is then scored by its likelihood ratio. Larger scores always mean "more likely a member"
+:func:`unlearn_jax.metrics.forgetting_quality.logit_scaled_confidence` (also importable
+from here and from ``unlearn_jax.metrics``; the "margin" of
+:func:`unlearn_jax.metrics.klom.margins`). Each example ``j`` gets its own Gaussians of ``φ``
+under models that did ("in") and did not ("out") train on it; a target model's ``φ`` is then
+scored by its likelihood ratio. Larger scores always mean "more likely a member"
 (for U-LiRA: "more likely forgotten than never seen").
 
 Inputs are per-model arrays with a leading model axis (``[models, n]``); everything is NumPy
@@ -36,10 +37,8 @@ from typing import Any
 
 import numpy as np
 
-from unlearn_jax.metrics.forgetting_quality import logit_scaled_confidence
+from unlearn_jax.metrics.forgetting_quality import logit_scaled_confidence  # noqa: F401 (re-export)
 
-# ``logit_scaled_confidence`` is re-exported by name only: it is listed in forgetting_quality's
-# ``__all__`` (one definition, one entry in ``unlearn_jax.metrics.__all__``).
 __all__ = [
   "LIRA_FPRS",
   "LIRA_SIGMA_FLOOR",
@@ -249,6 +248,21 @@ def _summary_one(
   return auc, balanced, accuracy, tpr_at, n_pos, n_neg
 
 
+def _stack_rows(rows: list[tuple], names: tuple[str, ...], fprs: tuple[float, ...]
+                ) -> dict[str, Any]:
+  """Per-target tuples (fields in the order of `names`) as arrays with a leading target axis;
+  `n_*` fields are counts."""
+  out: dict[str, Any] = {}
+  for i, name in enumerate(names):
+    column = [r[i] for r in rows]
+    if name == "tpr_at_fpr":
+      out[name] = np.array(column).reshape(len(rows), len(fprs))
+    else:
+      out[name] = np.array(column, dtype=np.int64 if name.startswith("n_") else np.float64)
+  out["fprs"] = np.array(fprs)
+  return out
+
+
 def attack_summary(
   scores: Any, is_member: Any, *, fprs: Sequence[float] = LIRA_FPRS
 ) -> dict[str, Any]:
@@ -288,15 +302,8 @@ def attack_summary(
   m = _mask("is_member", m, s.shape)
   fprs = tuple(float(f) for f in fprs)
   rows = [_summary_one(s[t], m[t], fprs) for t in range(s.shape[0])]
-  out = {
-    "auc": np.array([r[0] for r in rows]),
-    "balanced_accuracy": np.array([r[1] for r in rows]),
-    "accuracy": np.array([r[2] for r in rows]),
-    "tpr_at_fpr": np.array([r[3] for r in rows]).reshape(len(rows), len(fprs)),
-    "fprs": np.array(fprs),
-    "n_members": np.array([r[4] for r in rows], dtype=np.int64),
-    "n_nonmembers": np.array([r[5] for r in rows], dtype=np.int64),
-  }
+  out = _stack_rows(rows, ("auc", "balanced_accuracy", "accuracy", "tpr_at_fpr", "n_members",
+                           "n_nonmembers"), fprs)
   if squeeze:
     for key in ("auc", "balanced_accuracy", "accuracy"):
       out[key] = float(out[key][0])
@@ -462,17 +469,9 @@ def ulira(
     rows.append((accuracy, auc, balanced, tpr_at, n_pos, n_neg, skipped))
     per_example.append({"index": idx, "label": label, "p": p, "log_odds": log_odds})
 
-  out: dict[str, Any] = {
-    "targets": tg,
-    "accuracy": np.array([r[0] for r in rows]),
-    "auc": np.array([r[1] for r in rows]),
-    "balanced_accuracy": np.array([r[2] for r in rows]),
-    "tpr_at_fpr": np.array([r[3] for r in rows]).reshape(len(rows), len(fprs)),
-    "fprs": np.array(fprs),
-    "n_members": np.array([r[4] for r in rows], dtype=np.int64),
-    "n_nonmembers": np.array([r[5] for r in rows], dtype=np.int64),
-    "n_skipped": np.array([r[6] for r in rows], dtype=np.int64),
-  }
+  out: dict[str, Any] = {"targets": tg, **_stack_rows(
+    rows, ("accuracy", "auc", "balanced_accuracy", "tpr_at_fpr", "n_members", "n_nonmembers",
+           "n_skipped"), fprs)}
   with warnings.catch_warnings():
     warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns: NaN, as documented
     for key in ("accuracy", "auc", "balanced_accuracy", "tpr_at_fpr"):

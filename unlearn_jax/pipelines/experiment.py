@@ -22,6 +22,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import zlib
 from pathlib import Path
 from typing import Any, Mapping, Optional
 
@@ -217,6 +218,16 @@ def group_keys(seeds, group: str) -> tuple[jax.Array, jax.Array]:
   base = jnp.stack([jax.random.fold_in(jax.random.PRNGKey(s), gid) for s in seeds])
   return (jax.vmap(lambda k: jax.random.fold_in(k, 0))(base),
           jax.vmap(lambda k: jax.random.fold_in(k, 1))(base))
+
+
+_METHOD_STREAM = 2  # keeps method keys apart from the reference groups' (0 and 1)
+
+
+def method_keys(seeds, name: str) -> jax.Array:
+  """One PRNG key per seed, a deterministic function of (seed, method name)."""
+  tag = np.uint32(zlib.crc32(name.encode()))
+  return jnp.stack([jax.random.fold_in(jax.random.fold_in(jax.random.PRNGKey(s), _METHOD_STREAM),
+                                       tag) for s in seeds])
 
 
 def mesh_for(config) -> Optional[jax.sharding.Mesh]:

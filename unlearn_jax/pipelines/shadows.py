@@ -53,8 +53,7 @@ from unlearn_jax.methods import UnlearnData, get_method, run_method
 from unlearn_jax.metrics import (feldman_zhang, klom, logit_scaled_confidence, spearman,
                                  ulira)
 from unlearn_jax.pipelines import experiment, reference, validate
-from unlearn_jax.pipelines.experiment import Experiment
-from unlearn_jax.pipelines.unlearn import method_keys
+from unlearn_jax.pipelines.experiment import Experiment, method_keys
 from unlearn_jax.train import (TrainState, check_batch_size, create_train_state, make_optimizer,
                                predict)
 

@@ -24,13 +24,11 @@ from __future__ import annotations
 import shutil
 import time
 import traceback
-import zlib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import optax
 from absl import logging
@@ -39,18 +37,9 @@ from unlearn_jax import io
 from unlearn_jax.checkpoint import Checkpointer
 from unlearn_jax.methods import UnlearnData, get_method, run_method
 from unlearn_jax.pipelines import experiment, reference
-from unlearn_jax.pipelines.experiment import Experiment, save_logits
+from unlearn_jax.pipelines.experiment import Experiment, method_keys, save_logits
 from unlearn_jax.pipelines.layout import Workdir
 from unlearn_jax.train import TrainState, create_train_state, replicate
-
-_METHOD_STREAM = 2  # keeps method keys apart from the reference groups' (0 and 1)
-
-
-def method_keys(seeds, name: str) -> jax.Array:
-  """One PRNG key per seed, a deterministic function of (seed, method name)."""
-  tag = np.uint32(zlib.crc32(name.encode()))
-  return jnp.stack([jax.random.fold_in(jax.random.fold_in(jax.random.PRNGKey(s), _METHOD_STREAM),
-                                       tag) for s in seeds])
 
 
 # ----------------------------------------------------------------------------------------------

@@ -24,7 +24,7 @@ import functools
 import math
 import time
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Mapping
 
 import jax
 import jax.numpy as jnp

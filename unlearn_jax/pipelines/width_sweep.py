@@ -37,7 +37,6 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import jax
-import ml_collections
 import numpy as np
 from tqdm.auto import tqdm
 
@@ -581,7 +580,7 @@ def to_markdown(results: dict, config) -> str:
           row.insert(7, _pct(_mean(m["confusion_ab"])))
         row += [regs, sel]
         out.append("| " + " | ".join(row) + " |")
-    out += ["", f"J of the selected candidate at each λ (validation; lower is better):", "",
+    out += ["", "J of the selected candidate at each λ (validation; lower is better):", "",
             "| width | method | " + " | ".join(f"λ={v:g}" for v in results["lams"]) + " |",
             "|---|---|" + "---|" * len(results["lams"])]
     for cell in (c for c in results["cells"] if c["goal"] == goal):
