@@ -35,11 +35,10 @@ def one_line(message: str) -> str:
 def _flag_error(e: Exception) -> str:
   """The useful part of an absl/ml_collections flag error, on one line."""
   text = one_line(e)
-  # ml_collections wraps the config module's own exception: keep its message
-  for marker in ("ValueError: ", "KeyError: ", "TypeError: "):
-    if marker in text:
-      text = text.rsplit(marker, 1)[1]
-  return text
+  # ml_collections wraps the config module's own exception (a ValueError, KeyError, TypeError
+  # or a subclass such as MethodConfigError) in its traceback: keep that exception's message
+  found = list(re.finditer(r"\b[\w.]*(?:Error|Exception): ", text))
+  return text[found[-1].end():] if found else text
 
 
 def _unknown_field(e: Exception, argv: Sequence[str]) -> str:

@@ -50,16 +50,34 @@ RETRAIN_FROM_TRAIN = {"epochs": int, "batch_size": int, "learning_rate": float, 
 
 
 def parse_methods(value: str) -> tuple[str, ...]:
-  """`ga+finetune` -> ("ga", "finetune"); `all` -> every method but `retrain`."""
-  from unlearn_jax.methods import METHODS
-  names = tuple(n.strip() for n in value.split("+") if n.strip())
-  if names == ("all",):
-    return DEFAULT_METHODS
-  unknown = [n for n in names if n not in METHODS]
-  if unknown or not names:
+  """`ga+finetune` -> ("ga", "finetune"); `all` -> every method but `retrain`. An entry with a
+  dot is a user method's import path (`mypkg.mymethod`): imported, registered, and replaced by
+  its name (`user_methods` gives the paths)."""
+  return _split_methods(value)[0]
+
+
+def user_methods(value: str) -> dict[str, str]:
+  """name -> import path of the user methods in a `methods=` value."""
+  return _split_methods(value)[1]
+
+
+def _split_methods(value: str) -> tuple[tuple[str, ...], dict[str, str]]:
+  from unlearn_jax import methods as methods_lib
+  specs = tuple(n.strip() for n in value.split("+") if n.strip())
+  if specs == ("all",):
+    return DEFAULT_METHODS, {}
+  unknown = [n for n in specs if n not in methods_lib.method_names() and "." not in n]
+  if unknown or not specs:
     raise ValueError(f"unknown unlearning method(s) {unknown or value!r}; choose from "
-                     f"{', '.join(METHODS)} (separate several with '+')")
-  return names
+                     f"{', '.join(methods_lib.method_names())} or give your own method's import "
+                     f"path (separate several with '+')")
+  names, paths = [], {}
+  for spec in specs:
+    name = methods_lib.resolve(spec)
+    names.append(name)
+    if name != spec:
+      paths[name] = spec
+  return tuple(names), paths
 
 
 def method_config(name: str, dataset: str | None = None, recipe: str = "fast"
@@ -114,7 +132,10 @@ def tune_space(name: str) -> ml_collections.ConfigDict:
   """Method `name`'s search space: `TUNE_SPACES` grids, and an unset tuple placeholder for every
   other hyperparameter, so the command line can add a grid for any of them."""
   fields = {k: config_dict.placeholder(tuple) for k in method_config(name).keys()}
-  fields.update({k: tuple(v) for k, v in TUNE_SPACES.get(name, {}).items()})
+  from unlearn_jax.methods import get_method, is_user_method
+  space = (getattr(get_method(name), "TUNE_SPACE", {}) if is_user_method(name) else
+           TUNE_SPACES.get(name, {}))
+  fields.update({k: tuple(v) for k, v in space.items()})
   return ml_collections.ConfigDict(fields)
 
 
@@ -150,9 +171,13 @@ def shadows_config(num: int = 0) -> ml_collections.ConfigDict:
 def get_config(arg: str | None = None):
   opts = parse_arg(arg, ARG_KEYS)
   shadows = int(opts.pop("shadows", 0))
-  methods = parse_methods(opts.pop("methods")) if "methods" in opts else DEFAULT_METHODS
+  methods, paths = _split_methods(opts.pop("methods")) if "methods" in opts else (
+      DEFAULT_METHODS, {})
   config = base_config(opts)
   config.methods = methods
+  # Your own methods by import path (methods=finetune+mypkg.mymethod): every launcher process
+  # imports and registers them from here (unlearn_jax.methods.register).
+  config.user_methods = ml_collections.ConfigDict(paths)
   recipe = opts.get("recipe", "fast")
   if recipe not in recipes.RECIPES:
     raise ValueError(f"unknown recipe '{recipe}'; choose one of {', '.join(recipes.RECIPES)}")

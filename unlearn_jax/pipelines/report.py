@@ -37,6 +37,7 @@ import numpy as np
 
 from unlearn_jax import io, metrics
 from unlearn_jax.errors import WorkdirError
+from unlearn_jax.methods import METHODS
 from unlearn_jax.metrics.tow import TOW_SPLITS
 from unlearn_jax.pipelines.experiment import load_logits, read_workdir_json
 from unlearn_jax.pipelines.layout import Workdir
@@ -327,11 +328,13 @@ def _diverged_from_logits(logits: Mapping[str, np.ndarray]) -> np.ndarray:
 def recipe_of(config: Mapping[str, Any], name: str, used: Mapping[str, Any] | None) -> dict:
   """`recipe`: the named recipe the method's hyperparameters came from (config `recipe`, `fast`
   for workdirs recorded before recipes existed); `recipe_changes`: the fields whose value `used`
-  differs from the recipe's own (`config.recipe_values`), i.e. the command-line overrides."""
+  differs from the recipe's own (`config.recipe_values`), i.e. the command-line overrides. A
+  user method (not built in) has no recipe: `user`, its changes counted from its DEFAULTS."""
   base = (config.get("recipe_values") or {}).get(name) or {}
   changes = {k: v for k, v in (used or {}).items()
              if k in base and base[k] is not None and _differs(v, base[k])}
-  return {"recipe": config.get("recipe") or "fast", "recipe_changes": changes}
+  recipe = "user" if name not in METHODS else config.get("recipe") or "fast"
+  return {"recipe": recipe, "recipe_changes": changes}
 
 
 def _differs(a, b) -> bool:
@@ -875,8 +878,9 @@ def to_markdown(results: dict) -> str:
   if recipes:
     out += ["## Recipes", "",
             ("Where each method's hyperparameters come from: `fast` (our small-scale defaults) "
-             "or `official` (the public code's; docs/recipes.md), and the fields changed from "
-             "it; the values used are in results.json."), "",
+             "or `official` (the public code's; docs/recipes.md), or `user` (your own method, "
+             "from its DEFAULTS), and the fields changed from it; the values used are in "
+             "results.json."), "",
             _table(["method", "recipe"], recipes), ""]
   out += ["## Losses and other MIA features", "", details, "", "## Cost", "", cost, ""]
   if results.get("shadows"):

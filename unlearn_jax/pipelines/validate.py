@@ -30,7 +30,8 @@ from unlearn_jax.data.datasets import DATASETS
 from unlearn_jax.data.forget import (FORGET_KINDS, MEMORIZATION_LEVELS, MID_CENTERS, SCORES_HELP,
                                      load_memorization_scores, scores_sha256)
 from unlearn_jax.errors import ConfigError, UserError
-from unlearn_jax.methods import METHODS, check_method_config, get_method, merged_config
+from unlearn_jax.methods import (check_method_config, get_method, merged_config, method_names,
+                                 register as register_method)
 from unlearn_jax.methods.base import UnlearnData
 from unlearn_jax.methods.common import is_int, is_real
 from unlearn_jax.metrics.mia import SVC_FEATURES
@@ -183,20 +184,24 @@ def resolve_methods(config) -> dict[str, Any]:
   Raises a `ConfigError` on an unknown method name, a duplicate, an entry of `method_configs`
   naming an unknown method, or an unknown hyperparameter.
   """
+  for name, path in _plain(config.get("user_methods")).items():
+    with section(f"user_methods.{name}", "give your method's import path as methods=a+pkg.mod"):
+      register_method(name, path)
   names = tuple(_get(config, "methods"))
-  unknown = [n for n in names if n not in METHODS]
+  unknown = [n for n in names if n not in method_names()]
   if unknown:
     raise ConfigError(f"unknown unlearning method(s) {unknown} in config.methods; choose from "
-                      f"{', '.join(METHODS)} (methods=a+b in the config argument)")
+                      f"{', '.join(method_names())}, or give your own method's import path "
+                      f"(methods=a+pkg.mod in the config argument)")
   if not names:
     raise ConfigError("config.methods is empty; name at least one method, e.g. "
                       "methods=finetune+ga in the config argument")
   if len(set(names)) != len(names):
     raise ConfigError(f"config.methods lists a method twice: {list(names)}; list each once")
-  stray = [n for n in _plain(config.get("method_configs")) if n not in METHODS]
+  stray = [n for n in _plain(config.get("method_configs")) if n not in method_names()]
   if stray:
     raise ConfigError(f"config.method_configs has entries for unknown method(s) {stray}; choose "
-                      f"from {', '.join(METHODS)}")
+                      f"from {', '.join(method_names())}")
   resolved: dict[str, Any] = {}
   for name in names:
     try:
