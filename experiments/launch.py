@@ -12,10 +12,13 @@ is printed and the exit status is 1.
 
 from __future__ import annotations
 
+import ast
+import importlib
 import os
 import re
 import sys
 import traceback
+from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
 
 from absl import flags, logging
@@ -57,6 +60,64 @@ def _unknown_field(e: Exception, argv: Sequence[str]) -> str:
                                                    if hint else "")
 
 
+def _config_arg(argv: Sequence[str]) -> Optional[str]:
+  """The file part of the last `--config=FILE[:ARG]` (or `--config FILE[:ARG]`) in argv."""
+  value = None
+  for i, a in enumerate(argv):
+    if a.startswith("--config="):
+      value = a.split("=", 1)[1]
+    elif a == "--config" and i + 1 < len(argv):
+      value = argv[i + 1]
+  if value is None:
+    return None
+  path = value
+  while ":" in path and not os.path.isfile(path):
+    path = path.rsplit(":", 1)[0]  # FILE:ARG (ARG may contain colons, a path rarely does)
+  return path
+
+
+def _config_file_problem(argv: Sequence[str], default_config: str) -> Optional[str]:
+  """A missing config file, one with a syntax error, or one without `get_config`."""
+  path = _config_arg(argv)
+  if path is None:
+    return None
+  hint = f"pass --config={default_config} (or a copy of it), optionally with :ARG"
+  if not os.path.isfile(path):
+    return f"config file {path} does not exist; {hint}"
+  try:
+    with open(path, encoding="utf-8") as f:
+      tree = ast.parse(f.read(), filename=path)
+  except SyntaxError as e:
+    return f"config file {path} has a syntax error at line {e.lineno}: {e.msg}; fix it or {hint}"
+  except (OSError, UnicodeDecodeError) as e:
+    return f"config file {path} cannot be read ({type(e).__name__}); {hint}"
+  if not any(isinstance(n, ast.FunctionDef) and n.name == "get_config" for n in tree.body):
+    return f"config file {path} defines no get_config(); {hint}"
+  return None
+
+
+def _foreign_config(config: Any, argv: Sequence[str], default_config: Optional[str]
+                    ) -> Optional[str]:
+  """Another launcher's config: top-level fields of this launcher's own config are missing."""
+  if default_config is None or not hasattr(config, "keys"):
+    return None
+  path = Path(default_config)
+  module = (f"experiments.configs.{path.stem}" if path.suffix == ".py" and
+            path.parent.name == "configs" and path.parent.parent.name == "experiments" else None)
+  try:
+    own = importlib.import_module(module).get_config() if module else None
+  except Exception:  # noqa: BLE001 - the check is a courtesy; the launcher still validates
+    return None
+  if own is None:
+    return None
+  missing = sorted(set(own.keys()) - set(config.keys()))
+  if not missing:
+    return None
+  return (f"--config {_config_arg(argv)} is not a config of this launcher (it has no "
+          f"{', '.join(missing[:4])}{', ...' if len(missing) > 4 else ''}); pass "
+          f"--config={default_config}, optionally with :ARG")
+
+
 def fail(message: str) -> int:
   print(f"error: {one_line(message)}", file=sys.stderr)
   return 2
@@ -82,6 +143,10 @@ def main(argv: Sequence[str], job: Callable[[Any, str], str], *,
   logging.set_verbosity(logging.WARNING)  # orbax logs every checkpoint step at INFO
   show_traceback = os.environ.get(TRACEBACK_ENV, "") not in ("", "0")
   try:
+    if default_config is not None:
+      problem = _config_file_problem(argv, default_config)
+      if problem:
+        return fail(problem)
     try:
       extra = fv(list(argv))[1:]
     except (flags.Error, AttributeError, KeyError, ValueError, TypeError) as e:
@@ -98,12 +163,21 @@ def main(argv: Sequence[str], job: Callable[[Any, str], str], *,
     if not workdir_flag.value:
       return fail("--workdir is required; pass --workdir=DIR (a folder, created if absent)")
     config = config_flag.value if config_flag is not None else None
+    writer = True
     if config is not None:
+      foreign = _foreign_config(config, argv, default_config)
+      if foreign:
+        return fail(foreign)
       from unlearn_jax.pipelines import validate
       from unlearn_jax.runtime import configure_from_config
       validate.check_process_options(config)
       configure_from_config(config)
-    print(job(config, workdir_flag.value))
+      if config.get("distributed"):
+        import jax  # noqa: PLC0415
+        writer = jax.process_index() == 0  # the process that writes the workdir
+    from unlearn_jax.pipelines.lock import workdir_lock  # noqa: PLC0415
+    with workdir_lock(workdir_flag.value, enabled=writer):  # one launcher per workdir
+      print(job(config, workdir_flag.value))
     return 0
   except (UserError, PermissionError) as e:
     if show_traceback:

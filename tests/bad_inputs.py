@@ -28,6 +28,11 @@ UNLEARN = [f"--config={CONFIGS / 'unlearn.py'}:{SMALL},methods=finetune",
            "--config.progress=False", "--config.method_configs.finetune.epochs=1"]
 
 
+DEL_Q = (f"--config={CONFIGS / 'del_localization.py'}:quick", "--config.progress=False")
+UNROLL_Q = (f"--config={CONFIGS / 'unroll_sgd.py'}:quick", "--config.progress=False")
+WIDTH_Q = (f"--config={CONFIGS / 'width_sweep.py'}:quick", "--config.progress=False")
+
+
 def unlearn_with(methods: str) -> list[str]:
   return [f"--config={CONFIGS / 'unlearn.py'}:{SMALL},methods={methods}",
           "--config.progress=False"]
@@ -48,6 +53,23 @@ class Case:
 def _write(rel: str, data: bytes) -> Callable[[Path], None]:
   def prepare(wd: Path) -> None:
     (wd / rel).write_bytes(data)
+  return prepare
+
+
+def _config_file(text: bytes) -> Callable[[Path], None]:
+  """Write `text` as TMP/cfg.py (beside the absent workdir)."""
+  def prepare(wd: Path) -> None:
+    wd.parent.mkdir(parents=True, exist_ok=True)
+    (wd.parent / "cfg.py").write_bytes(text)
+  return prepare
+
+
+def _drop_logits_key(rel: str, key: str) -> Callable[[Path], None]:
+  def prepare(wd: Path) -> None:
+    import numpy as np
+    with np.load(wd / rel) as f:
+      kept = {k: f[k] for k in f.files if k != key}
+    np.savez(wd / rel, **kept)
   return prepare
 
 
@@ -245,6 +267,66 @@ CASES = [
          workdir="unlearned", prepare=_write("eval/oracle.npz", b"PK\x03\x04 torn")),
     Case("evaluate with a corrupted result.json", "evaluate", (), "result.json",
          workdir="unlearned", prepare=_write("methods/finetune/result.json", b'{"status": "do')),
+    Case("evaluate a workdir whose config.json is not an object", "evaluate", (), "config.json",
+         workdir="unlearned", prepare=_write("config.json", b"[1, 2]\n")),
+    Case("evaluate logits without a split", "evaluate", (), "oracle.npz",
+         workdir="unlearned", prepare=_drop_logits_key("eval/oracle.npz", "forget_logits")),
+    # Config files: missing, not Python, no get_config, another launcher's.
+    Case("config file does not exist", "train", ("--config={tmp}/nosuch.py",), "does not exist"),
+    Case("config file with a syntax error", "unlearn", ("--config={tmp}/cfg.py",),
+         "syntax error at line 1", prepare=_config_file(b"def get_config(:\n")),
+    Case("config file without get_config", "tune", ("--config={tmp}/cfg.py",),
+         "defines no get_config", prepare=_config_file(b"X = 1\n")),
+    Case("study given the main job's config", "del_localization",
+         (f"--config={CONFIGS / 'unlearn.py'}",), "not a config of this launcher"),
+    Case("benchmark search given the main job's config", "benchmark_search",
+         (f"--config={CONFIGS / 'unlearn.py'}",), "not a config of this launcher"),
+    Case("width sweep given the unroll study's config", "width_sweep",
+         (f"--config={CONFIGS / 'unroll_sgd.py'}:quick",), "not a config of this launcher"),
+    Case("unroll study given the DEL study's config", "unroll_sgd",
+         (f"--config={CONFIGS / 'del_localization.py'}:quick",), "not a config of this launcher"),
+    Case("main job given the training config", "unlearn",
+         (f"--config={CONFIGS / 'train.py'}",), "not a config of this launcher"),
+    # The paper studies' launchers (each also tests its own in its test file).
+    Case("DEL study: unknown strategy", "del_localization", ("--config.strategies=('del','magic')",),
+         "config.strategies", DEL_Q),
+    Case("DEL study: budget above 1", "del_localization", ("--config.budgets=(0.3,1.5)",),
+         "config.budgets", DEL_Q),
+    Case("DEL study: MIA with one fold", "del_localization", ("--config.eval.mia_splits=1",),
+         "config.eval.mia_splits", DEL_Q),
+    Case("DEL study: unknown SVC feature", "del_localization",
+         ("--config.eval.svc_features=('confidence','loudness')",), "config.eval.svc_features",
+         DEL_Q),
+    Case("DEL study: unknown forget kind", "del_localization",
+         (), "rare", (f"--config={CONFIGS / 'del_localization.py'}:quick,forget=iid+rare",
+                      "--config.progress=False")),
+    Case("DEL study: claims tolerance negative", "del_localization",
+         ("--config.claims_tolerance_pp=-1",), "config.claims_tolerance_pp", DEL_Q),
+    Case("unroll study: negative SD lambda", "unroll_sgd", ("--config.sweep.lambdas=-1",),
+         "config.sweep.lambdas", UNROLL_Q),
+    Case("unroll study: zero learning rate", "unroll_sgd",
+         ("--config.sweep.learning_rates=0,0.1",), "config.sweep.learning_rates", UNROLL_Q),
+    Case("unroll study: batch larger than the data", "unroll_sgd",
+         ("--config.sweep.batch_size=5000",), "config.sweep.batch_size", UNROLL_Q),
+    Case("unroll study: unknown config argument", "unroll_sgd",
+         (), "valid keys", (f"--config={CONFIGS / 'unroll_sgd.py'}:quick,speed=2",
+                            "--config.progress=False")),
+    Case("width sweep: negative width", "width_sweep", ("--config.sweep.widths=(0.5,-1.0)",),
+         "sweep.widths", WIDTH_Q),
+    Case("width sweep: a width twice", "width_sweep", ("--config.sweep.widths=(0.5,0.5)",),
+         "lists a width twice", WIDTH_Q),
+    Case("width sweep: unknown method model axis", "width_sweep",
+         ("--config.sweep.method_model_axis=diagonal",), "config.sweep.method_model_axis",
+         WIDTH_Q),
+    Case("width sweep: NaN in the lambda list", "width_sweep", ("--config.tune.lams=0.2,nan",),
+         "config.tune.lams", WIDTH_Q),
+    Case("width sweep: zero label maps", "width_sweep", ("--config.sweep.regions.maps=-1",),
+         "config.sweep.regions.maps", WIDTH_Q),
+    Case("width sweep: region grid of one point", "width_sweep",
+         ("--config.sweep.regions.resolution=1",), "config.sweep.regions.resolution", WIDTH_Q),
+    Case("benchmark search: unknown setting", "benchmark_search",
+         (), "nosuch", (f"--config={CONFIGS / 'benchmark_search.py'}:quick=true,settings=nosuch",
+                        "--config.progress=False")),
     # experiments.shadow_eval / experiments.memorization (shadow models).
     Case("shadow_eval without shadows", "shadow_eval", (), "config.shadows.num", SH0),
     Case("odd number of shadow models", "shadow_eval", ("--config.shadows.num=9",),
@@ -269,11 +351,16 @@ CASES = [
 _LAUNCHERS = {"train": "experiments.train", "unlearn": "experiments.unlearn",
               "tune": "experiments.tune", "evaluate": "experiments.evaluate",
               "shadow_eval": "experiments.shadow_eval", "memorization": "experiments.memorization",
-              "shadow_study": "experiments.shadow_study"}
+              "shadow_study": "experiments.shadow_study",
+              "del_localization": "experiments.del_localization",
+              "unroll_sgd": "experiments.unroll_sgd", "width_sweep": "experiments.width_sweep",
+              "benchmark_search": "experiments.benchmark_search"}
 _DEFAULT_CONFIGS = {"train": CONFIGS / "train.py", "unlearn": CONFIGS / "unlearn.py",
                     "tune": CONFIGS / "unlearn.py", "evaluate": None,
                     "shadow_eval": CONFIGS / "unlearn.py", "memorization": CONFIGS / "memorization.py",
-                    "shadow_study": CONFIGS / "shadow_study.py"}
+                    "shadow_study": CONFIGS / "shadow_study.py",
+                    **{k: CONFIGS / f"{k}.py" for k in ("del_localization", "unroll_sgd",
+                                                        "width_sweep", "benchmark_search")}}
 
 
 def run_launcher(launcher: str, argv: list[str]) -> tuple[int, str, str]:

@@ -19,6 +19,8 @@ import time
 from pathlib import Path
 from typing import Any, Mapping
 
+from tqdm.auto import tqdm
+
 from unlearn_jax import io
 from unlearn_jax.pipelines import experiment, reference, report, validate
 from unlearn_jax.pipelines.layout import Workdir
@@ -87,7 +89,8 @@ def run_search(settings: Mapping[str, Any], workdir) -> list[dict]:
   path = root / "search.jsonl"
   done = {r["setting"]: r for r in io.read_jsonl(path)}
   rows = []
-  for name, config in settings.items():
+  for name, config in tqdm(settings.items(), desc="benchmark settings", leave=False,
+                           disable=not all(c.get("progress", True) for c in settings.values())):
     if name not in done:
       done[name] = run_setting(name, config, root / name)
       io.append_jsonl(path, done[name])

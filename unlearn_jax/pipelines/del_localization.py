@@ -207,6 +207,14 @@ def check_config(config) -> dict[str, dict]:
       fail(f"localization.{field}", "an integer >= 1" + (" (0: from the memory budget)"
                                                           if field == "chunk_size" else ""),
            v, 64)
+  from unlearn_jax.pipelines import validate  # noqa: PLC0415
+
+  validate.check_int(config, "eval.batch_size", 1, 1000)
+  validate.check_int(config, "eval.mia_splits", 2, 5)
+  validate.check_int(config, "eval.mia_seed", 0, 0)
+  validate.check_int(config, "eval.workers", 0, 1)
+  validate.check_svc_features(config)
+  validate.check_real(config, "claims_tolerance_pp", 0, math.inf, 2.0)
   hparams = {}
   for algo in config.algorithms:
     name = ALGORITHMS[algo]

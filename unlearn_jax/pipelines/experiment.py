@@ -126,12 +126,17 @@ def check_workdir_path(workdir: Path) -> None:
 
 
 def read_workdir_json(path: Path, what: str) -> Any:
-  """A JSON file of the workdir; a corrupted one is a one-line `WorkdirError`."""
+  """A JSON object of the workdir (every one it keeps is an object); a corrupted one, or one
+  that is not an object, is a one-line `WorkdirError`."""
   try:
-    return io.read_json(path)
+    value = io.read_json(path)
   except (ValueError, UnicodeDecodeError) as e:
     raise WorkdirError(f"{path} ({what}) is corrupted ({type(e).__name__}); delete it or use a "
                        "fresh --workdir") from e
+  if not isinstance(value, dict):
+    raise WorkdirError(f"{path} ({what}) holds a JSON {type(value).__name__}, not an object: it "
+                       "was not written by unlearn-jax; delete it or use a fresh --workdir")
+  return value
 
 
 def config_differences(config, stored: Mapping) -> tuple[list[str], str]:
@@ -273,13 +278,20 @@ def save_logits(path, state: TrainState, splits: Mapping[str, tuple], batch_size
 
 def load_logits(path) -> dict[str, np.ndarray]:
   """`{<split>_logits: [N, n, C], <split>_labels: [n]}` as saved by `save_logits`; a corrupted
-  or half-written file is a one-line `WorkdirError`."""
+  or half-written file, or one without every split's logits and labels, is a one-line
+  `WorkdirError`."""
+  fix = ("delete it and rerun python -m experiments.unlearn with the same --workdir to "
+         "recompute it")
   try:
     with np.load(path) as f:
-      return {k: f[k] for k in f.files}
+      out = {k: f[k] for k in f.files}
   except FileNotFoundError:
     raise
   except Exception as e:  # noqa: BLE001 - zip/npz errors of a damaged file
-    raise WorkdirError(f"{path} is corrupted ({type(e).__name__}); delete it and rerun "
-                       "python -m experiments.unlearn with the same --workdir to recompute "
-                       "it") from e
+    raise WorkdirError(f"{path} is corrupted ({type(e).__name__}); {fix}") from e
+  missing = [f"{s}_{k}" for s in EVAL_SPLITS for k in ("logits", "labels")
+             if f"{s}_{k}" not in out]
+  if missing:
+    raise WorkdirError(f"{path} lacks {', '.join(missing)} (not written by this version of "
+                       f"unlearn-jax); {fix}")
+  return out

@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Mapping
 
 import numpy as np
+from tqdm.auto import tqdm
 
 from unlearn_jax import io
 from unlearn_jax.data.forget import MEMORIZATION_LEVELS
@@ -164,7 +165,8 @@ def run_shadow_study(config, workdir) -> dict:
   bank = shadows.run_memorization(bank_config(config), root / "bank")
   scores = root / "bank" / "memorization.npz"
   summaries = {}
-  for kind in config.study.kinds:
+  for kind in tqdm(config.study.kinds, desc="shadow study pools",
+                   disable=not config.get("progress", True), leave=False):
     summaries[kind] = shadows.run_shadow_eval(kind_config(config, kind, scores), root / kind)
   names = shadows.method_names(config)
   claims = []

@@ -35,6 +35,7 @@ from typing import Any
 import jax
 import numpy as np
 from absl import logging
+from tqdm.auto import tqdm
 
 from unlearn_jax import io, tuning
 from unlearn_jax.methods import get_method, merged_config
@@ -174,7 +175,14 @@ def run_tune(config, workdir) -> dict[str, dict]:
   exp = experiment.setup(config, workdir, write_config=False, methods=True, tune=True)
   original, _ = reference.train_reference(exp, "original")
   data = unlearn.unlearn_data(exp)
-  return {name: tune_method(exp, name, original, data) for name in exp.hparams}
+  total = sum(len(search_points(config.tune, method_space(config, n))) for n in exp.hparams)
+  out = {}
+  with tqdm(total=total, desc="tune candidates", disable=not config.get("progress", True),
+            leave=False) as bar:
+    for name in exp.hparams:
+      bar.set_postfix_str(name)
+      out[name] = tune_method(exp, name, original, data, progress=bar.update)
+  return out
 
 
 def format_table(name: str, out: dict) -> str:

@@ -32,6 +32,7 @@ import jax
 import numpy as np
 import optax
 from absl import logging
+from tqdm.auto import tqdm
 
 from unlearn_jax import io
 from unlearn_jax.checkpoint import Checkpointer
@@ -203,12 +204,17 @@ def run_unlearn(config, workdir, *, report: bool = True) -> dict:
 
   data = unlearn_data(exp)
   records = {}
+  bar = tqdm(total=len(hparams), desc="methods", disable=not config.get("progress", True),
+             leave=False)
   for name, hp in hparams.items():
+    bar.set_postfix_str(name)
     records[name] = run_one_method(exp, name, hp, original, data, splits)
     r = records[name]
     if not r["reused"]:
       msg = (f"{r['cost']['wall_s']:.1f}s" if r["status"] == "done" else r["error"])
       logging.info("method %s: %s %s", name, r["status"], msg)
+    bar.update(1)
+  bar.close()
   if shadow_plan is not None:  # every method again on K half-data models, own forget sets
     root, design = shadows.write_plan(exp, shadow_plan)
     shadows.shadow_stage(exp, root, design)

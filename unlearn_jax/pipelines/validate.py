@@ -317,17 +317,20 @@ def check_fields(config, *, methods: bool) -> None:
     check_int(config, "eval.batch_size", 1, 1000)
     check_int(config, "eval.mia_splits", 2, 5)
     check_int(config, "eval.mia_seed", 0, 0)
-    features = _get(config, "eval.svc_features")
-    if not (isinstance(features, (tuple, list))
-            and all(f in SVC_FEATURES for f in features)):
-      _fail("eval.svc_features", f"a list drawn from {', '.join(SVC_FEATURES)}", features,
-            "confidence,entropy")
+    check_svc_features(config)
     check_bool(config, "eval.fq")
     check_bool(config, "eval.plots")
     check_int(config, "eval.hist_examples", 0, 3)
     check_int(config, "eval.workers", 0, 0)
     check_choice(config, "tune.goal", tuning.GOALS)
     check_real(config, "tune.lam", 0, 1, 0.4)
+
+
+def check_svc_features(config, path: str = "eval.svc_features") -> None:
+  features = _get(config, path)
+  if not (isinstance(features, (tuple, list)) and features
+          and all(f in SVC_FEATURES for f in features)):
+    _fail(path, f"a list drawn from {', '.join(SVC_FEATURES)}", features, "confidence,entropy")
 
 
 # The fields a `memorization` forget set adds to `config.forget` (experiments/configs/common.py

@@ -45,7 +45,7 @@ from unlearn_jax import io, metrics, tuning
 from unlearn_jax.errors import ConfigError
 from unlearn_jax.methods import get_method, merged_config
 from unlearn_jax.pipelines import experiment, reference, tune, unlearn, validate
-from unlearn_jax.train import predict
+from unlearn_jax.train import MODEL_AXIS_STRATEGIES, predict
 
 GOALS = tuning.GOALS
 GAP_SMALL = 0.05    # claim 3: a "small" original forget-test error gap
@@ -82,28 +82,39 @@ def check_config(config) -> None:
     raise ConfigError("config.sweep is missing; use experiments/configs/width_sweep.py")
   widths = [float(w) for w in s.widths]
   if not widths or any(not (w > 0 and math.isfinite(w)) for w in widths):
-    raise ConfigError(f"sweep.widths must be positive numbers, got {tuple(s.widths)}; e.g. "
-                      "--config.sweep.widths='(0.125, 0.5)'")
+    raise ConfigError(f"config.sweep.widths must be positive numbers, got {tuple(s.widths)}; "
+                      "set e.g. --config.sweep.widths='(0.125, 0.5)'")
   if len(set(widths)) != len(widths):
-    raise ConfigError(f"sweep.widths lists a width twice: {tuple(s.widths)}")
+    raise ConfigError(f"config.sweep.widths lists a width twice: {tuple(s.widths)}; list each "
+                      "once")
   goals = list(s.goals)
   if not goals or any(g not in GOALS for g in goals):
-    raise ConfigError(f"sweep.goals must be among {', '.join(GOALS)}, got {goals}")
-  lams = [float(v) for v in config.tune.lams]
-  if not lams or any(not 0 <= v <= 1 for v in lams):
-    raise ConfigError(f"tune.lams must be numbers in [0, 1], got {tuple(config.tune.lams)}")
+    raise ConfigError(f"config.sweep.goals must be among {', '.join(GOALS)}, got {goals}; set "
+                      "e.g. --config.sweep.goals=privacy,bias")
+  raw = config.tune.lams
+  if not (isinstance(raw, (tuple, list)) and raw and
+          all(validate.is_real(v) and 0 <= v <= 1 for v in raw)):  # NaN fails the interval
+    raise ConfigError(f"config.tune.lams must be numbers in [0, 1], got {raw!r}; set e.g. "
+                      "--config.tune.lams=0.2,0.4,0.6")
+  lams = [float(v) for v in raw]
   if float(config.tune.lam) not in lams:
-    raise ConfigError(f"tune.lam = {config.tune.lam} (the λ of the headline tables) must be one "
-                      f"of tune.lams {tuple(lams)}")
+    raise ConfigError(f"config.tune.lam = {config.tune.lam} (the λ of the headline tables) must "
+                      f"be one of tune.lams {tuple(lams)}; set --config.tune.lam to one of them")
   if len(config.seeds) < 1:
-    raise ConfigError("config.seeds is empty")
+    raise ConfigError("config.seeds is empty; set e.g. --config.seeds=0,1,2")
   r = s.regions
   validate.check_int(config, "sweep.regions.triplets", 1, 4)
   validate.check_int(config, "sweep.regions.resolution", 2, 24)
   validate.check_int(config, "sweep.regions.chunk_size", 1, 1024)
   validate.check_real(config, "sweep.regions.margin", 0, 10, 0.1)
   validate.check_real(config, "sweep.regions.radius", 0, 10, 0.25)
-  del r
+  validate.check_int(config, "sweep.regions.maps", 0, 1)
+  validate.check_int(config, "sweep.regions.seed", 0, 0)
+  if int(r.maps) > int(r.triplets):
+    raise ConfigError(f"config.sweep.regions.maps = {r.maps} label maps of {r.triplets} "
+                      f"triplets; set --config.sweep.regions.maps to at most "
+                      f"config.sweep.regions.triplets")
+  validate.check_choice(config, "sweep.method_model_axis", MODEL_AXIS_STRATEGIES)
   for goal in goals:
     cfg = cell_config(config, widths[0], goal)
     plan = validate.plan(cfg, methods=True)
