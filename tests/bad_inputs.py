@@ -73,6 +73,13 @@ def _drop_logits_key(rel: str, key: str) -> Callable[[Path], None]:
   return prepare
 
 
+def _corrupt_method_checkpoint(wd: Path) -> None:
+  (wd / "eval" / "finetune.npz").unlink()
+  for f in (wd / "methods" / "finetune" / "checkpoint").rglob("*"):
+    if f.is_file() and f.stat().st_size > 0 and "metadata" not in f.name:
+      f.write_bytes(b"\0garbage" * 8)
+
+
 def _make_file(wd: Path) -> None:
   wd.parent.mkdir(parents=True, exist_ok=True)
   wd.write_text("not a folder\n")
@@ -271,6 +278,19 @@ CASES = [
          workdir="unlearned", prepare=_write("config.json", b"[1, 2]\n")),
     Case("evaluate logits without a split", "evaluate", (), "oracle.npz",
          workdir="unlearned", prepare=_drop_logits_key("eval/oracle.npz", "forget_logits")),
+    # A corrupted or foreign file of each kind in a workdir: named, with the fix.
+    Case("rerun on a corrupted config.json", "unlearn", (), "config.json", U,
+         workdir="unlearned", prepare=_write("config.json", b'{"seeds": [0')),
+    Case("rerun on a corrupted forget set", "unlearn", (), "forget_set.npz", U,
+         workdir="unlearned", prepare=_write("forget_set.npz", b"PK\x03\x04 torn")),
+    Case("evaluate with corrupted reference costs", "evaluate", (), "references.json",
+         workdir="unlearned", prepare=_write("eval/references.json", b"{not json")),
+    Case("evaluate with a corrupted last summary", "evaluate", (), "summary.json",
+         workdir="unlearned", prepare=_write("summary.json", b'{"wall_s": ')),
+    Case("rerun with a method's logits corrupted", "unlearn", (), "finetune.npz", U,
+         workdir="unlearned", prepare=_write("eval/finetune.npz", b"PK\x03\x04 torn")),
+    Case("rerun with a method's checkpoint corrupted and its logits gone", "unlearn", (),
+         "finetune", U, workdir="unlearned", prepare=_corrupt_method_checkpoint),
     # Config files: missing, not Python, no get_config, another launcher's.
     Case("config file does not exist", "train", ("--config={tmp}/nosuch.py",), "does not exist"),
     Case("config file with a syntax error", "unlearn", ("--config={tmp}/cfg.py",),
@@ -324,6 +344,40 @@ CASES = [
          "config.sweep.regions.maps", WIDTH_Q),
     Case("width sweep: region grid of one point", "width_sweep",
          ("--config.sweep.regions.resolution=1",), "config.sweep.regions.resolution", WIDTH_Q),
+    Case("DEL study: unknown part", "del_localization", ("--config.parts=('a','z')",),
+         "config.parts", DEL_Q),
+    Case("DEL study: algorithms without Reset+Finetune", "del_localization",
+         ("--config.algorithms=('finetune',)",), "config.algorithms", DEL_Q),
+    Case("DEL study: top_h above 1", "del_localization", ("--config.localization.top_h=2.0",),
+         "config.localization.top_h", DEL_Q),
+    Case("DEL study: reference trained 0 epochs", "del_localization",
+         ("--config.reference.train.epochs=0",), "config.reference.train.epochs", DEL_Q),
+    Case("DEL study: negative method learning rate", "del_localization",
+         ("--config.method_configs.random_label.learning_rate=-1.0",),
+         "config.method_configs.random_label", DEL_Q),
+    Case("DEL study: workdir is a file", "del_localization", (), "is a file", DEL_Q,
+         prepare=_make_file),
+    Case("unroll study: unknown sigma form", "unroll_sgd", ("--config.sweep.sigma_form=log",),
+         "config.sweep.sigma_form", UNROLL_Q),
+    Case("unroll study: sigma every more steps than the run", "unroll_sgd",
+         ("--config.sweep.sigma_every=100",), "config.sweep.sigma_every", UNROLL_Q),
+    Case("unroll study: pretrained 0 epochs", "unroll_sgd", ("--config.pretrain.epochs=0",),
+         "config.pretrain.epochs", UNROLL_Q),
+    Case("unroll study: workdir is a file", "unroll_sgd", (), "is a file", UNROLL_Q,
+         prepare=_make_file),
+    Case("width sweep: headline lambda not among the lambdas", "width_sweep",
+         ("--config.tune.lam=0.3",), "config.tune.lam", WIDTH_Q),
+    Case("width sweep: no triplets", "width_sweep", ("--config.sweep.regions.triplets=0",),
+         "config.sweep.regions.triplets", WIDTH_Q),
+    Case("width sweep: SCRUB alpha 0 in the grid", "width_sweep",
+         ("--config.tune.space.scrub.alpha=(0.0,)",), "alpha", WIDTH_Q),
+    Case("width sweep: more label maps than triplets", "width_sweep",
+         ("--config.sweep.regions.maps=5",), "config.sweep.regions.maps", WIDTH_Q),
+    Case("width sweep: workdir is a file", "width_sweep", (), "is a file", WIDTH_Q,
+         prepare=_make_file),
+    Case("benchmark search: workdir is a file", "benchmark_search", (), "is a file",
+         (f"--config={CONFIGS / 'benchmark_search.py'}:quick=true", "--config.progress=False"),
+         prepare=_make_file),
     Case("benchmark search: unknown setting", "benchmark_search",
          (), "nosuch", (f"--config={CONFIGS / 'benchmark_search.py'}:quick=true,settings=nosuch",
                         "--config.progress=False")),
@@ -342,6 +396,11 @@ CASES = [
     Case("unknown shadow design", "memorization", ("--config.shadows.design=halves",),
          "config.shadows.design", (f"--config={CONFIGS / 'memorization.py'}:quick",
                                    "--config.progress=False")),
+    Case("memorization: workdir is a file", "memorization", (), "is a file",
+         (f"--config={CONFIGS / 'memorization.py'}:quick", "--config.progress=False"),
+         prepare=_make_file),
+    Case("shadow study: workdir is a file", "shadow_study", (), "is a file", STUDY,
+         prepare=_make_file),
     Case("study bank that is the evaluated bank", "shadow_study", ("--config.study.bank_seed=0",),
          "config.study.bank_seed", STUDY),
     Case("unknown forget-pool kind in the study", "shadow_study",

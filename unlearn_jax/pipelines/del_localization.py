@@ -195,7 +195,8 @@ def check_config(config) -> dict[str, dict]:
   try:
     localize.channel_top_h(loc.top_h, 10, 10)
   except ValueError as e:
-    raise ConfigError(f"config.localization.top_h: {e}") from None
+    raise ConfigError(f"config.localization.top_h: {e}; set e.g. "
+                      "--config.localization.top_h=ten_percent_of_channels") from None
   f = config.non_iid_fraction
   if isinstance(f, bool) or not isinstance(f, (int, float)) or not 0 < f <= 1:
     fail("non_iid_fraction", "a number in (0, 1]", f, 0.5)
@@ -221,7 +222,9 @@ def check_config(config) -> dict[str, dict]:
     try:
       hparams[name] = check_method_config(name, dict(config.method_configs[name]))
     except Exception as e:  # noqa: BLE001 - a MethodConfigError or an unknown key
-      raise ConfigError(f"config.method_configs.{name}: {e}") from None
+      key = '["del"]' if name == "del" else f".{name}"
+      raise ConfigError(f"config.method_configs.{name}: {e}; set it with "
+                        f"--config.method_configs{key}.<hyperparameter>=VALUE") from None
   if "del" not in hparams:
     hparams["del"] = check_method_config("del", dict(config.method_configs["del"]))
   return hparams

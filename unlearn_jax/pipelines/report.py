@@ -365,6 +365,8 @@ def evaluate_workdir(workdir, *, run_wall_s: float | None = None) -> dict:
   workdir = layout.root
   check_evaluable(layout)
   config = read_workdir_json(layout.config, "the recorded config")
+  if run_wall_s is None and layout.summary.exists():  # read before anything is written
+    run_wall_s = read_workdir_json(layout.summary, "the last summary").get("wall_s")
   ev = {**EVAL_DEFAULTS, **(config.get("eval") or {})}
   methods = list(config.get("methods") or [])
   seeds = list(config["seeds"])
@@ -620,8 +622,6 @@ def best_methods(results: dict) -> dict:
 
 
 def make_summary(layout: Workdir, results: dict, run_wall_s: float | None) -> dict:
-  if run_wall_s is None and layout.summary.exists():
-    run_wall_s = read_workdir_json(layout.summary, "the last summary").get("wall_s")
   groups = {}
   for name, g in results["groups"].items():
     s = {"status": g["status"], "unchanged": g.get("unchanged", False), "cost": g["cost"],

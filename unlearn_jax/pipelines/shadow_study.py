@@ -40,7 +40,7 @@ from tqdm.auto import tqdm
 from unlearn_jax import io
 from unlearn_jax.data.forget import MEMORIZATION_LEVELS
 from unlearn_jax.errors import ConfigError
-from unlearn_jax.pipelines import shadows
+from unlearn_jax.pipelines import experiment, shadows
 
 KINDS = ("iid", *MEMORIZATION_LEVELS)
 
@@ -162,6 +162,7 @@ def run_shadow_study(config, workdir) -> dict:
   check_study(config)
   root = Path(workdir)
   shadows.check_config(config)
+  experiment.check_workdir_path(root)
   bank = shadows.run_memorization(bank_config(config), root / "bank")
   scores = root / "bank" / "memorization.npz"
   summaries = {}
