@@ -45,7 +45,7 @@ class Case:
   args: tuple[str, ...]         # after the base arguments; {tmp} is the case's folder
   field: str                    # the message must contain this
   base: tuple[str, ...] = ()    # the launcher's base arguments (config + quiet)
-  workdir: Optional[str] = None  # a prepared workdir to copy: "trained" | "unlearned"
+  workdir: Optional[str] = None  # a prepared workdir to copy: trained | unlearned | unrolled
   prepare: Optional[Callable[[Path], None]] = None  # changes the workdir copy before the run
   no_workdir_flag: bool = False
 
@@ -365,6 +365,12 @@ CASES = [
          "config.pretrain.epochs", UNROLL_Q),
     Case("unroll study: workdir is a file", "unroll_sgd", (), "is a file", UNROLL_Q,
          prepare=_make_file),
+    Case("unroll study: rerun on a corrupted unroll record", "unroll_sgd", (), "lam_0.npz",
+         UNROLL_Q, workdir="unrolled", prepare=_write("unroll/lam_0.npz", b"PK\x03\x04 torn")),
+    Case("unroll study: rerun on a corrupted config.json", "unroll_sgd", (), "config.json",
+         UNROLL_Q, workdir="unrolled", prepare=_write("config.json", b'{"sweep": ')),
+    Case("unroll study: rerun on a config.json that is not an object", "unroll_sgd", (),
+         "config.json", UNROLL_Q, workdir="unrolled", prepare=_write("config.json", b'"x"\n')),
     Case("width sweep: headline lambda not among the lambdas", "width_sweep",
          ("--config.tune.lam=0.3",), "config.tune.lam", WIDTH_Q),
     Case("width sweep: no triplets", "width_sweep", ("--config.sweep.regions.triplets=0",),
@@ -422,6 +428,31 @@ _DEFAULT_CONFIGS = {"train": CONFIGS / "train.py", "unlearn": CONFIGS / "unlearn
                                                         "width_sweep", "benchmark_search")}}
 
 
+def _config_file_cases() -> list[Case]:
+  """Every launcher with a config x the config-file errors: missing, a syntax error, no
+  get_config, another launcher's config (the cases spelled out above are not repeated)."""
+  spelled = {(c.launcher, c.field) for c in CASES}
+  out = []
+  for launcher, default in _DEFAULT_CONFIGS.items():
+    if default is None:
+      continue
+    foreign = CONFIGS / ("del_localization.py" if launcher == "unroll_sgd" else "unroll_sgd.py")
+    for name, args, field, prepare in (
+        ("config file does not exist", ("--config={tmp}/nosuch.py",), "does not exist", None),
+        ("config file with a syntax error", ("--config={tmp}/cfg.py",), "syntax error at line 1",
+         _config_file(b"def get_config(:\n")),
+        ("config file without get_config", ("--config={tmp}/cfg.py",), "defines no get_config",
+         _config_file(b"X = 1\n")),
+        (f"{foreign.stem}'s config", (f"--config={foreign}",), "not a config of this launcher",
+         None)):
+      if (launcher, field) not in spelled:
+        out.append(Case(f"{launcher}: {name}", launcher, args, field, prepare=prepare))
+  return out
+
+
+CASES += _config_file_cases()
+
+
 def run_launcher(launcher: str, argv: list[str]) -> tuple[int, str, str]:
   """Run `experiments.<launcher>`'s main in this process: (exit status, stdout, stderr)."""
   return run_launcher_module(_LAUNCHERS[launcher], _DEFAULT_CONFIGS[launcher], argv)
@@ -444,10 +475,11 @@ def run_launcher_module(module_name: str, default_config, argv: list[str]
 
 
 def make_workdirs(root: Path) -> dict[str, Path]:
-  """The prepared workdirs the cases start from: `trained` (experiments.train) and `unlearned`
-  (experiments.unlearn with finetune)."""
-  dirs = {"trained": root / "trained", "unlearned": root / "unlearned"}
-  for name, args, launcher in (("trained", TRAIN, "train"), ("unlearned", UNLEARN, "unlearn")):
+  """The prepared workdirs the cases start from: `trained` (experiments.train), `unlearned`
+  (experiments.unlearn with finetune) and `unrolled` (the quick unroll study)."""
+  dirs = {name: root / name for name in ("trained", "unlearned", "unrolled")}
+  for name, args, launcher in (("trained", TRAIN, "train"), ("unlearned", UNLEARN, "unlearn"),
+                               ("unrolled", list(UNROLL_Q), "unroll_sgd")):
     if not (dirs[name] / "summary.json").exists():
       rc, _, err = run_launcher(launcher, [*args, f"--workdir={dirs[name]}"])
       assert rc == 0, err
@@ -504,7 +536,8 @@ def command_of(case: Case) -> str:
           for a in (*case.base, *case.args)]
   args = [a for a in args if a != "--config.progress=False"]
   text = f"`{_LAUNCHERS[case.launcher]} {' '.join(args)}`".replace(" `", "`")
-  setup = {None: "", "trained": "on a trained workdir", "unlearned": "on a finished unlearn run"}
+  setup = {None: "", "trained": "on a trained workdir", "unlearned": "on a finished unlearn run",
+           "unrolled": "on a finished quick unroll study"}
   return text + (f" ({setup[case.workdir]})" if case.workdir else "")
 
 

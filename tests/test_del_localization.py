@@ -63,6 +63,21 @@ def test_quick_study_end_to_end_and_resume(tmp_path, monkeypatch):
   rc, out2, err = _run(argv)
   assert rc == 0, err
   assert out2.split("|")[:4] == out.split("|")[:4]
+  # A corrupted file of each kind the study keeps is a one-line error naming it (a corrupted
+  # cell record is recomputed instead, as a half-written one is).
+  monkeypatch.undo()
+  masks = sorted((wd / "iid" / "masks").glob("*.json"))[0] if (wd / "iid" / "masks").exists() \
+      else None
+  for path in [wd / "iid" / "eval" / "reference_metrics.json", masks,
+               next((wd / "iid").rglob("del@0.3.npz"), None)]:
+    if path is None:
+      continue
+    good = path.read_bytes()
+    path.write_bytes(b"PK\x03\x04 torn" if path.suffix == ".npz" else b'{"ora')
+    rc, _, err = _run(argv)
+    lines = err.strip().splitlines()
+    assert rc == 2 and len(lines) == 1 and path.name in lines[0] and "corrupted" in lines[0], err
+    path.write_bytes(good)
 
 
 @pytest.mark.parametrize("override,field", [

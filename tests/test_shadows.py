@@ -97,6 +97,19 @@ def test_main_job_with_shadows_reports_ulira_and_evaluate_recomputes_it(main_job
   again = report_lib.evaluate_workdir(tmp_path)
   assert again["groups"]["finetune"]["ulira_accuracy"] == summary["groups"]["finetune"][
       "ulira_accuracy"]
+  # A corrupted shadow file of each kind is a one-line error naming it; nothing is rewritten.
+  from unlearn_jax.errors import WorkdirError
+  root = tmp_path / "shadows"
+  before = (tmp_path / "results.json").read_bytes()
+  for rel in ("design.npz", "logits/shadow_original.npz", "logits/finetune.npz",
+              "methods/finetune.json"):
+    good = (root / rel).read_bytes()
+    (root / rel).write_bytes(b"PK\x03\x04 torn" if rel.endswith(".npz") else b'{"sta')
+    with pytest.raises(WorkdirError, match=rel.rsplit("/", 1)[-1].replace(".", r"\.")) as e:
+      report_lib.evaluate_workdir(tmp_path)
+    assert "\n" not in str(e.value) and "corrupted" in str(e.value)
+    (root / rel).write_bytes(good)
+  assert (tmp_path / "results.json").read_bytes() == before
 
 
 def test_shadow_eval_ulira_rows_equal_a_recomputation(main_job):

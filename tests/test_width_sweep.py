@@ -63,6 +63,17 @@ def test_quick_sweep_end_to_end_and_resume(tmp_path, monkeypatch):
   again = width_sweep.run_sweep(config, tmp_path)
   assert again["claims"] == results["claims"]
 
+  # A corrupted file of each kind the sweep keeps is a one-line error naming it.
+  from unlearn_jax.errors import WorkdirError
+  sweep = Path(results["cells"][0]["dir"]) / "sweep"
+  for name, what in (("references.json", "the reference metrics"),
+                     ("regions.npz", "region labels"), ("scrub.json", "scrub's tuned results")):
+    good = (sweep / name).read_bytes()
+    (sweep / name).write_bytes(b"PK\x03\x04 torn" if name.endswith(".npz") else b'{"ora')
+    with pytest.raises(WorkdirError, match=f"{name} .*{what}.* is corrupted"):
+      width_sweep.run_sweep(config, tmp_path)
+    (sweep / name).write_bytes(good)
+
 
 @pytest.mark.parametrize("args, message", [
     (["--config.sweep.widths=(0.5, -1.0)"], "sweep.widths must be positive"),

@@ -481,7 +481,8 @@ def run_kind(config, kind: str, workdir: Path, hparams: dict, cells: dict, bar, 
   ev = dict(config.eval)
   ev_key = _key_of(ev)
   ref_path = workdir / kind / "eval" / "reference_metrics.json"
-  cached = io.read_json(ref_path) if ref_path.exists() else None
+  cached = (experiment.read_workdir_json(ref_path, "the reference metrics")
+            if ref_path.exists() else None)
   if cached and cached.get("key") == ev_key:
     oracle, original, ceiling = cached["oracle"], cached["original"], cached["ceiling"]
     ref_conf = np.asarray(cached["ref_conf"], np.float64)
@@ -548,7 +549,7 @@ def run_kind(config, kind: str, workdir: Path, hparams: dict, cells: dict, bar, 
     bar.update(1)
   # per-layer summaries of every mask used at α (and critmem), read back from disk
   for p in sorted(mask_dir.glob("*.json")) if mask_dir.exists() else []:
-    mask_rows[p.stem] = io.read_json(p)
+    mask_rows[p.stem] = experiment.read_workdir_json(p, "a mask's per-layer summary")
   # DEL's and SalUn's masks at α, kept as [N, P] bool arrays to compare the forget kinds
   overlap_masks = {}
   for strategy in ("del", "salloc"):
@@ -558,8 +559,8 @@ def run_kind(config, kind: str, workdir: Path, hparams: dict, cells: dict, bar, 
       flat = np.concatenate([np.asarray(l).reshape(n, -1) for l in
                              jax.tree_util.tree_leaves(mask)], axis=1)
       io.atomic_savez(path, mask=np.packbits(flat, axis=1), size=flat.shape[1])
-    with np.load(path) as f:
-      overlap_masks[strategy] = np.unpackbits(f["mask"], axis=1)[:, : int(f["size"])].astype(bool)
+    f = experiment.load_workdir_npz(path, f"the {strategy} mask")
+    overlap_masks[strategy] = np.unpackbits(f["mask"], axis=1)[:, : int(f["size"])].astype(bool)
   return {"kind": kind, "forget_size": int(len(exp.forget_set.indices)),
           "seeds": list(exp.seeds), "oracle_seeds": list(exp.group_seeds("oracle")),
           "oracle": oracle, "original": original, "ceiling": ceiling, "cells": summaries,

@@ -139,6 +139,19 @@ def read_workdir_json(path: Path, what: str) -> Any:
   return value
 
 
+def load_workdir_npz(path: Path, what: str) -> dict[str, np.ndarray]:
+  """The arrays of an .npz file the workdir keeps; a corrupted one is a one-line
+  `WorkdirError`."""
+  try:
+    with np.load(path) as f:
+      return {k: f[k] for k in f.files}
+  except FileNotFoundError:
+    raise
+  except Exception as e:  # noqa: BLE001 - zip/npz errors of a damaged file
+    raise WorkdirError(f"{path} ({what}) is corrupted ({type(e).__name__}); delete it and rerun "
+                       "with the same --workdir (it is recomputed)") from e
+
+
 def config_differences(config, stored: Mapping) -> tuple[list[str], str]:
   """The result sections in which `config` differs from a recorded config.json, and a hint."""
   stored = dict(stored)

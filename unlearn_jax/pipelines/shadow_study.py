@@ -95,7 +95,7 @@ def bank_config(config):
 
 def per_model_forget_accuracy(root: Path, name: str, design: Mapping) -> np.ndarray:
   """Accuracy of each shadow model of side `name` on its own forget rows, `[K]`."""
-  logits = np.load(root / "logits" / f"{name}.npz")["train"]
+  logits = experiment.load_workdir_npz(root / "logits" / f"{name}.npz", f"{name}'s logits")["train"]
   y = design["train_labels"]
   idx = design["forget_index"].astype(np.int64)
   pred = np.take_along_axis(np.argmax(logits, -1), idx, axis=1)

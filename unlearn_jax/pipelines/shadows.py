@@ -292,7 +292,8 @@ def memorization_scores(root: Path, logits: np.ndarray, labels: np.ndarray, keep
   correct = np.argmax(logits, -1) == labels[None]
   fz = feldman_zhang(correct, keep)
   files = sorted((root / "proxy").glob("*.npz"), key=lambda p: int(p.stem))
-  per_epoch = np.stack([np.load(f)["p"] for f in files]) if files else None
+  per_epoch = (np.stack([experiment.load_workdir_npz(f, "a proxy epoch")["p"] for f in files])
+               if files else None)
   proxy = per_epoch.mean(0) if per_epoch is not None else np.full(len(labels), np.nan)
   return {**fz, "proxy": proxy, "proxy_epochs": len(files), "epochs": epochs,
           "spearman_score_proxy": spearman(fz["score"], proxy)}
@@ -569,7 +570,7 @@ def shadow_results(config: Mapping, root: Path) -> dict:
     rows[k] = {**ulira_row(phi[k], design, out, s),
                "accuracy_of_models": _accuracy_rows(logits[k], labels, test_y, design),
                "klom": kloms[k]}
-  scores = np.load(root.parent / "memorization.npz")
+  scores = experiment.load_workdir_npz(root.parent / "memorization.npz", "memorisation scores")
   return {
       "models": int(s["num"]), "targets": int(s["targets"]), "pool": int(s["pool"]),
       "forget_size": int(s["forget_size"]), "design": s["design"],
@@ -589,9 +590,10 @@ def _load(path: Path) -> dict:
   try:
     with np.load(path) as f:
       return {k: f[k] for k in f.files}
-  except (OSError, ValueError, KeyError):
-    raise WorkdirError(f"{path} is missing or corrupted; rerun the command that makes it "
-                       "(or delete it first)") from None
+  except Exception as e:  # noqa: BLE001 - absent, or zip/npz errors of a damaged file
+    what = "missing" if isinstance(e, FileNotFoundError) else f"corrupted ({type(e).__name__})"
+    raise WorkdirError(f"{path} is {what}; rerun the command that makes it (or delete it "
+                       "first)") from None
 
 
 def run_shadow_eval(config, workdir) -> dict:

@@ -242,9 +242,8 @@ def run_references(exp, config, trip) -> tuple[Any, dict, dict]:
   path, npz = layout.root / "sweep" / "references.json", layout.root / "sweep" / "regions.npz"
   original, cost_o = reference.train_reference(exp, "original")
   if path.exists() and npz.exists():
-    with np.load(npz) as f:
-      regions = {k: f[k] for k in f.files}
-    return original, io.read_json(path), regions
+    regions = experiment.load_workdir_npz(npz, "the reference models' region labels")
+    return original, experiment.read_workdir_json(path, "the reference metrics"), regions
   oracle, cost_r = reference.train_reference(exp, "oracle")
   goal = exp.config.tune.goal
   refs = {"original": state_metrics(exp, original, goal=goal),
@@ -273,7 +272,7 @@ def run_method(exp, config, name: str, original, data, regions, trip, bar=None) 
   layout = exp.layout
   path = layout.root / "sweep" / f"{name}.json"
   if path.exists():
-    return io.read_json(path)
+    return experiment.read_workdir_json(path, f"method {name}'s tuned results")
   goal = exp.config.tune.goal
   n = len(exp.seeds)
   kept: dict[int, Any] = {}  # candidate index -> its N unlearned models (selected ones only)
@@ -641,14 +640,12 @@ def write_plots(root: Path, results: dict, config) -> None:
 
 def _label_maps(path: Path, cell: dict, config) -> None:
   d = Path(cell["dir"]) / "sweep"
-  with np.load(d / "regions.npz") as f:
-    refs = {k: f[k] for k in f.files}
+  refs = experiment.load_workdir_npz(d / "regions.npz", "the reference models' region labels")
   methods = {}
   for name in cell["methods"]:
     p = d / f"{name}_regions.npz"
     if p.exists():
-      with np.load(p) as f:
-        methods[name] = {k: f[k] for k in f.files}
+      methods[name] = experiment.load_workdir_npz(p, f"method {name}'s region labels")
   rows = []
   n_show = min(int(config.sweep.regions.maps), refs["original_near_labels"].shape[0])
   for where in ("near", "elsewhere"):
