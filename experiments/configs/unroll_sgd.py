@@ -75,6 +75,9 @@ def get_config(arg: str | None = None):
       bootstrap_seed=0,
       strong_r=0.7,            # "strong correlation": Pearson and Spearman r >= this
       max_accuracy_cost=0.05,  # "modest accuracy cost" of the SD loss: <= 5 pp test accuracy
+      growth_rho=0.5,          # "grows with": Spearman ρ above this
+      alpha=0.05,              # level of the paired tests
+      paired_test="sign",      # sign | wilcoxon: SD loss and single gradient, paired runs
       plots=True,
   ))
   config.eval_batch_size = 1000
