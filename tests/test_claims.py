@@ -102,5 +102,5 @@ def test_markdown_table_and_counts():
           C.verdict(PRIVACY, 0.02, premise=False)]
   assert C.count(rows) == {"held": 1, "not held": 1, "uninformative": 1, "not applicable": 1}
   table = C.markdown(rows)
-  assert table.count("\n") == 6 and "| original (0.2) | sign | |MIA − 0.5| < 0.05 |" in table
+  assert table.count("\n") == 6 and "| original (0.2) | sign | \\|MIA − 0.5\\| < 0.05 |" in table
   assert "0.0156 (6/6)" in table and "**uninformative**" in table and "| held |" in table

@@ -154,13 +154,14 @@ def markdown(rows: Sequence[Mapping[str, Any]]) -> str:
   """The claims table of a report: claim, section, control, test, threshold, value, p, verdict."""
   out = ["| claim | section | control (its value) | test | threshold | value | p (pairs) "
          "| verdict | why |", "|---|---|---|---|---|---|---|---|---|"]
+  esc = lambda s: str(s).replace("|", "\\|")  # noqa: E731 - cells may contain ||w||
   for r in rows:
     side = ">" if r["direction"] == "greater" else "<"
     ctrl = r["control"] + ("" if r["control_value"] is None else f" ({r['control_value']:.4g})")
     p = "—" if r["p"] is None else f"{r['p']:.3g} ({r['k']}/{r['n_pairs']})"
     value = "—" if r["value"] is None else f"{r['value']:.4g}"
     verdict_cell = r["verdict"] if r["verdict"] == "held" else f"**{r['verdict']}**"
-    out.append(f"| {r['statement']} | {r['section']} | {ctrl} | {r['test']} | "
-               f"{r['quantity']} {side} {r['threshold']:g} | {value} | {p} | {verdict_cell} | "
-               f"{r['why']} |")
+    out.append(f"| {esc(r['statement'])} | {esc(r['section'])} | {esc(ctrl)} | {r['test']} | "
+               f"{esc(r['quantity'])} {side} {r['threshold']:g} | {value} | {p} | "
+               f"{verdict_cell} | {esc(r['why'])} |")
   return "\n".join(out) + "\n"

@@ -557,7 +557,8 @@ def to_markdown(results: dict, meta: dict) -> str:
         "p-value is given for them.", "", C.markdown(results["claims"]),
         "| claim | test | measured |", "|---|---|---|"]
   for c in results["claims"]:
-    L.append(f"| {c['claim']} | {c['test_text']} | {c['value_text']} |")
+    cells = (c["claim"], c["test_text"], c["value_text"])
+    L.append("| " + " | ".join(str(x).replace("|", "\\|") for x in cells) + " |")
   L += ["", "## Correlations (every point; 95 % bootstrap intervals over runs)", "",
         "`ver_sg`: verification error of single-gradient unlearning w_t + n·η·g0 (the public "
         "code's); `ver_sg_momentum`: with the momentum impulse response as coefficient; "
