@@ -95,3 +95,45 @@ def test_bad_input_is_refused_in_one_line_before_anything_is_written(tmp_path, o
                        f"--workdir={wd}"])
   assert rc == 2 and field in err and len(err.strip().splitlines()) == 1, err
   assert err.startswith("error: ") and not wd.exists()
+
+
+def _entry(deltas, mia=0.5, test=0.9):
+  """A cell summary as `summarize_cell` makes it: per-seed Δforget (oracle − cell)."""
+  d = np.asarray(deltas, np.float64)
+  return {"cell": "x", "mean": {"test_accuracy": test, dl.MIA: mia},
+          "std": {"test_accuracy": 0.0, dl.MIA: 0.0},
+          "per_seed": {dl.MIA: [mia] * len(d), "forget_accuracy": list(0.7 - d)},
+          "delta": {"forget_accuracy": {"mean": float(d.mean()), "std": float(d.std()),
+                                        "per_seed": list(d)},
+                    "test_accuracy": {"mean": 0.0, "std": 0.0}}}
+
+
+def _results(del_d, other_d, original_d, seeds=6):
+  cells = {dl.cell_name("del", 0.3, "reset_finetune"): {**_entry(del_d), "parts": []},
+           dl.cell_name("none", None, "finetune"): {**_entry(other_d), "parts": []}}
+  oracle = {"mean": {"forget_accuracy": 0.7, dl.MIA: 0.5}, "std": {"forget_accuracy": 0.005}}
+  return {"iid": {"oracle": oracle, "original": _entry(original_d), "cells": cells}}
+
+
+def test_check_claims_verdicts_on_hand_made_results():
+  """DEL within 1 pp of the oracle and the original 30 pp off: `held`; the original within
+  the tolerance too: `uninformative`; DEL closer than Finetune in 6/6 seeds: the sign test's
+  p = 1/64, `held`; with 4 seeds (smallest p 1/16): `uninformative`; closer in 3/6: `not held`."""
+  def by(rows, prefix):
+    return next(r for r in rows if r["claim"].startswith(prefix))
+  match = "DEL at α = 0.3 matches the oracle on forget accuracy, and the original"
+  closer = "DEL is closer to the oracle on forget accuracy than Finetune (full)"
+  rows = dl.check_claims(_results([0.01] * 6, [0.10] * 6, [0.30] * 6), 0.3, 2.0)
+  assert by(rows, match)["verdict"] == "held"
+  r = by(rows, closer)
+  assert r["verdict"] == "held" and "6/6 seeds" in r["value"] and "p = 0.0156" in r["value"]
+  rows = dl.check_claims(_results([0.01] * 6, [0.10] * 6, [0.015] * 6), 0.3, 2.0)
+  assert by(rows, match)["verdict"] == "uninformative" and "original" in by(rows, match)["why"]
+  rows = dl.check_claims(_results([0.01] * 4, [0.10] * 4, [0.30] * 4), 0.3, 2.0)
+  assert by(rows, closer)["verdict"] == "uninformative"
+  rows = dl.check_claims(_results([0.01, 0.01, 0.01, 0.2, 0.2, 0.2], [0.1] * 6, [0.3] * 6),
+                         0.3, 2.0)
+  assert by(rows, closer)["verdict"] == "not held"
+  # the tolerance is max(2 pp, 2 oracle stds): DEL 3 pp off is not within 2 pp
+  rows = dl.check_claims(_results([0.03] * 6, [0.10] * 6, [0.30] * 6), 0.3, 2.0)
+  assert by(rows, match)["verdict"] == "not held"
