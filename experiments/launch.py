@@ -99,8 +99,11 @@ def _config_file_problem(argv: Sequence[str], default_config: str) -> Optional[s
 def _foreign_config(config: Any, argv: Sequence[str], default_config: Optional[str]
                     ) -> Optional[str]:
   """Another launcher's config: top-level fields of this launcher's own config are missing."""
-  if default_config is None or not hasattr(config, "keys"):
-    return None
+  given = _config_arg(argv)
+  if default_config is None or not hasattr(config, "keys") or (
+      given and os.path.isfile(given) and os.path.isfile(default_config)
+      and os.path.samefile(given, default_config)):
+    return None  # the launcher's own config file: nothing to compare
   path = Path(default_config)
   module = (f"experiments.configs.{path.stem}" if path.suffix == ".py" and
             path.parent.name == "configs" and path.parent.parent.name == "experiments" else None)
@@ -113,7 +116,7 @@ def _foreign_config(config: Any, argv: Sequence[str], default_config: Optional[s
   missing = sorted(set(own.keys()) - set(config.keys()))
   if not missing:
     return None
-  return (f"--config {_config_arg(argv)} is not a config of this launcher (it has no "
+  return (f"--config {given} is not a config of this launcher (it has no "
           f"{', '.join(missing[:4])}{', ...' if len(missing) > 4 else ''}); pass "
           f"--config={default_config}, optionally with :ARG")
 

@@ -223,9 +223,8 @@ def check_config(config) -> dict[str, dict]:
     try:
       hparams[name] = check_method_config(name, dict(config.method_configs[name]))
     except Exception as e:  # noqa: BLE001 - a MethodConfigError or an unknown key
-      key = '["del"]' if name == "del" else f".{name}"
-      raise ConfigError(f"config.method_configs.{name}: {e}; set it with "
-                        f"--config.method_configs{key}.<hyperparameter>=VALUE") from None
+      raise ConfigError(f"config.method_configs.{name}: {e}; "
+                        f"{validate._method_hint(name)}") from None  # noqa: SLF001
   if "del" not in hparams:
     hparams["del"] = check_method_config("del", dict(config.method_configs["del"]))
   return hparams
@@ -767,6 +766,11 @@ def _per_seed_abs_delta(entry: Mapping | None) -> np.ndarray | None:
 def check_claims(results: Mapping, alpha: float, tol_pp: float) -> list[dict]:
   """The headline claims of `10-del.md` §7, each per forget kind: held / not held / by how much."""
   rows = []
+  # the cells DEL is compared with: SalUn at the same budget and the full-parameter baselines
+  compared_specs = {"SalUn": ("salloc", alpha, "random_label"),
+                    "Finetune (full)": ("none", None, "finetune"),
+                    "NegGrad+ (full)": ("none", None, "neggrad_plus"),
+                    "Random-Label (full)": ("none", None, "random_label")}
   for kind, r in results.items():
     oracle = r["oracle"]
     del_ = _cell(r, "del", alpha, "reset_finetune")
@@ -789,12 +793,10 @@ def check_claims(results: Mapping, alpha: float, tol_pp: float) -> list[dict]:
                      f"{100 * abs(om):.1f} pp (threshold {100 * tol:.1f} pp: "
                      f"max({tol_pp:g} pp, 2 oracle stds))", why=v["why"]))
     # paired over seeds: DEL closer to the oracle's mean than each other method, seed by seed
-    for other_name, other_cell in (("SalUn", ("salloc", alpha, "random_label")),
-                                   ("Finetune (full)", ("none", None, "finetune")),
-                                   ("NegGrad+ (full)", ("none", None, "neggrad_plus")),
-                                   ("Random-Label (full)", ("none", None, "random_label")),
-                                   ("random_param", ("random_param", alpha, "reset_finetune"))):
-      oc = _cell(r, *other_cell)
+    compared = {name: _cell(r, *spec) for name, spec in compared_specs.items()}
+    for other_name, oc in {**compared,
+                           "random_param": _cell(r, "random_param", alpha, "reset_finetune")
+                           }.items():
       a_, b_ = _per_seed_abs_delta(del_), _per_seed_abs_delta(oc)
       if oc is None or a_ is None or b_ is None or len(a_) != len(b_):
         continue
@@ -810,11 +812,7 @@ def check_claims(results: Mapping, alpha: float, tol_pp: float) -> list[dict]:
                        f"{v['k']}/{v['n_pairs']} seeds, sign test p = {v['p']:.3g}"
                        if d.size else "—", why=v["why"]))
     mia_d = abs(_mia_delta(del_, oracle)[0])
-    others = {"SalUn": _cell(r, "salloc", alpha, "random_label"),
-              "Finetune (full)": _cell(r, "none", None, "finetune"),
-              "NegGrad+ (full)": _cell(r, "none", None, "neggrad_plus"),
-              "Random-Label (full)": _cell(r, "none", None, "random_label")}
-    others = {k: v for k, v in others.items() if v is not None}
+    others = {k: v for k, v in compared.items() if v is not None}
     if others:
       worse_f = {k: abs(_stat(v, "d_forget_accuracy")[0]) for k, v in others.items()}
       worse_m = {k: abs(_mia_delta(v, oracle)[0]) for k, v in others.items()}

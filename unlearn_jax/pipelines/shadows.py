@@ -588,12 +588,9 @@ def shadow_results(config: Mapping, root: Path) -> dict:
 
 def _load(path: Path) -> dict:
   try:
-    with np.load(path) as f:
-      return {k: f[k] for k in f.files}
-  except Exception as e:  # noqa: BLE001 - absent, or zip/npz errors of a damaged file
-    what = "missing" if isinstance(e, FileNotFoundError) else f"corrupted ({type(e).__name__})"
-    raise WorkdirError(f"{path} is {what}; rerun the command that makes it (or delete it "
-                       "first)") from None
+    return experiment.load_workdir_npz(path, "a shadow-model file")
+  except FileNotFoundError:
+    raise WorkdirError(f"{path} is missing; rerun the command that makes it") from None
 
 
 def run_shadow_eval(config, workdir) -> dict:

@@ -451,7 +451,8 @@ def _compat(row: dict, test: str, value: str) -> dict:
           "held": {"held": True, "not held": False}.get(row["verdict"])}
 
 
-def claims(results: dict, config, records=None, pts=None) -> list[dict]:
+def claims(results: dict, config, records: Mapping[float, Mapping[str, np.ndarray]],
+           pts: Mapping[str, np.ndarray]) -> list[dict]:
   """The headline claims of `20-unroll.md` §6 as `unlearn_jax.claims` verdicts: thresholds
   from `config.analysis` (set before the run), a control or baseline per claim, and paired sign
   tests over (η, seed) for the SD loss and for single-gradient unlearning vs doing nothing."""
@@ -488,7 +489,7 @@ def claims(results: dict, config, records=None, pts=None) -> list[dict]:
   # 3. the SD loss, paired per (η, seed) against λ = 0
   rows = {r["lam"]: r for r in results["sd"]}
   for lam in sorted(rows):
-    if lam == 0 or 0.0 not in rows or records is None:
+    if lam == 0 or 0.0 not in rows:
       continue
     p = paired_final(records, pts, lam)
     for what, label in (("ver", "the verification error"), ("e", "the unlearning error")):
@@ -508,16 +509,15 @@ def claims(results: dict, config, records=None, pts=None) -> list[dict]:
                        "(one pretrained model per λ: no paired test)",
                        f"{-100 * cost:+.1f} pp"))
   # 4. single-gradient unlearning against doing nothing (the control), paired per run
-  if records is not None:
-    sg = np.concatenate([r["steps_ver_sg"][:, -1] for r in records.values()])
-    none = np.concatenate([r["steps_ver_none"][:, -1] for r in records.values()])
-    rel = float(np.mean(sg / none - 1))
-    claim = C.Claim("single-gradient unlearning lowers the verification error", "20-unroll.md §3",
-                    "mean relative change vs doing nothing (final step)", 0.0, "less",
-                    "doing nothing", str(a.paired_test), alpha)
-    row = C.verdict(claim, rel, control_value=0.0, pairs=sg - none)
-    out.append(_compat(row, f"paired {a.paired_test} test over runs, p <= {alpha:g}",
-                       f"{100 * rel:+.0f} %; lower in {row['k']}/{row['n_pairs']} runs"))
+  sg = np.concatenate([r["steps_ver_sg"][:, -1] for r in records.values()])
+  none = np.concatenate([r["steps_ver_none"][:, -1] for r in records.values()])
+  rel = float(np.mean(sg / none - 1))
+  claim = C.Claim("single-gradient unlearning lowers the verification error", "20-unroll.md §3",
+                  "mean relative change vs doing nothing (final step)", 0.0, "less",
+                  "doing nothing", str(a.paired_test), alpha)
+  row = C.verdict(claim, rel, control_value=0.0, pairs=sg - none)
+  out.append(_compat(row, f"paired {a.paired_test} test over runs, p <= {alpha:g}",
+                     f"{100 * rel:+.0f} %; lower in {row['k']}/{row['n_pairs']} runs"))
   # 5. growth of the verification error
   g = results["growth"]
   for name, key, how in (("η", "lr", "final step, across runs, mean over λ"),
