@@ -95,15 +95,26 @@ def test_random_strategies_hit_the_budget_exactly_and_are_deterministic():
                                                     jax.tree_util.tree_leaves(b)))
     assert not all(np.array_equal(u, v) for u, v in zip(jax.tree_util.tree_leaves(a),
                                                         jax.tree_util.tree_leaves(c)))
-  # channel granularity: every output channel of a conv kernel is all in or all out, except at
-  # most one channel in the whole tree (the one at the budget's edge)
+  # channel granularity, per layer (the spec): every leaf holds floor(α·n) or one more of its n
+  # elements, as whole output channels of each kernel but at most one (its quota's edge)
   m = localize.random_mask(params, 0.3, jax.random.PRNGKey(1), "channel")
-  partial = 0
   for path, leaf in jax.tree_util.tree_flatten_with_path(m)[0]:
+    n, got = int(np.size(leaf)), int(np.sum(leaf))
+    assert int(np.floor(0.3 * n)) <= got <= int(np.floor(0.3 * n)) + 1, (path, got, n)
     if masking.keypath_str(path).endswith("kernel"):
       cols = np.asarray(leaf).reshape(-1, leaf.shape[-1])
-      partial += int(sum(0 < c.sum() < len(c) for c in cols.T))
-  assert partial <= 1
+      assert sum(0 < c.sum() < len(c) for c in cols.T) <= 1
+  # the channels of a layer are a random draw: two keys pick different channels of one kernel
+  m2 = localize.random_mask(params, 0.3, jax.random.PRNGKey(2), "channel")
+  kernels = [(a, b) for (pa, a), b in zip(jax.tree_util.tree_flatten_with_path(m)[0],
+                                          jax.tree_util.tree_leaves(m2))
+             if masking.keypath_str(pa).endswith("kernel")]
+  assert any(not np.array_equal(a, b) for a, b in kernels)
+  # per_layer=False: channels drawn over all layers at once, so the layers' fractions vary
+  g = localize.random_mask(params, 0.3, jax.random.PRNGKey(1), "channel", per_layer=False)
+  assert masking.mask_count(g) == localize.budget_count(0.3, p)
+  fracs = [float(np.mean(l)) for l in jax.tree_util.tree_leaves(g) if np.size(l) > 64]
+  assert max(fracs) - min(fracs) > 0.05
 
 
 def test_forward_order_and_shallowest_deepest_whole_layers():
@@ -146,19 +157,97 @@ def test_critmem_zeroes_the_unit_that_carries_an_example():
 
   x = jnp.array([[1.0, 0.0]])
   mask, info = localize.critmem_mask(logits_fn, params, x, jnp.array([0]), max_steps=4,
-                                     exclude=masking.path_contains("classifier"))
+                                     units="channel", exclude=masking.path_contains("classifier"))
   np.testing.assert_array_equal(mask["dense0"]["kernel"], [[True, False], [True, False]])
   np.testing.assert_array_equal(mask["dense0"]["bias"], [True, False])
   assert not mask["classifier"]["kernel"].any()
   assert info["units"] == 2 and info["units_selected"] == 1 and info["flipped"] == 1
-  # an example of class 1 never flips (zeroing every unit leaves the bias 0.1 on class 1)
+  # an example of class 1 never flips: unit 1 goes, then unit 0 (h0 = 0) has score 0, and as
+  # published only a positive score is removed: it stalls with the bias 0.1 on class 1
   _, info = localize.critmem_mask(logits_fn, params, jnp.array([[0.0, 1.0]]), jnp.array([1]),
-                                  max_steps=4, exclude=masking.path_contains("classifier"))
-  assert info["not_flipped"] == 1 and info["units_selected"] == 2
+                                  max_steps=4, units="channel",
+                                  exclude=masking.path_contains("classifier"))
+  assert info["not_flipped"] == 1 and info["stalled"] == 1 and info["units_selected"] == 1
   # an example already misclassified zeroes nothing
   _, info = localize.critmem_mask(logits_fn, params, x, jnp.array([1]), max_steps=4,
                                   exclude=masking.path_contains("classifier"))
   assert info["units_selected"] == 0 and info["already_wrong"] == 1
+
+
+def test_critmem_units_as_published():
+  # Maini et al.: a 4-D kernel's output channel is one unit; every other element is its own
+  params = {"conv": {"kernel": jnp.ones((1, 1, 2, 3))}, "norm": {"scale": jnp.ones(3)},
+            "classifier": {"kernel": jnp.ones((3, 2)), "bias": jnp.ones(2)}}
+  ids, u = localize.critical_units(params, units="maini")
+  assert u == 3 + 3 + 6 + 2
+  conv = np.asarray(ids["conv"]["kernel"])[0, 0]
+  np.testing.assert_array_equal(conv - conv.min(), [[0, 1, 2], [0, 1, 2]])
+  flat = np.concatenate([np.asarray(l).ravel() for l in jax.tree_util.tree_leaves(ids)])
+  assert sorted(set(flat.tolist())) == list(range(u))  # every element in a unit, none shared
+  assert np.asarray(ids["classifier"]["kernel"]).size == len(
+      set(np.asarray(ids["classifier"]["kernel"]).ravel().tolist()))
+  _, u_excl = localize.critical_units(params, masking.path_contains("classifier"), "maini")
+  assert u_excl == 6
+  _, u_ch = localize.critical_units(params, units="channel")
+  assert u_ch == 3 + 2  # conv and classifier output channels (bias tied), no norm unit
+  with pytest.raises(ValueError, match="units"):
+    localize.critical_units(params, units="neurons")
+
+
+def _critmem_reference(logits_fn, params, x, y, pop, cap):
+  """Maini et al.'s loop, written plainly: per example, the batch-mean CE with the example's loss
+  scaled by -B, one jax.grad per step, unit scores summed in numpy, stop at the flip."""
+  ids, u = localize.critical_units(params, units="maini")
+  leaves, treedef = jax.tree_util.tree_flatten(params)
+  id_leaves = [np.asarray(i) for i in jax.tree_util.tree_leaves(ids)]
+  selected = set()
+  for xi, yi in zip(x, y):
+    alive = np.ones(u, bool)
+    for _ in range(cap):
+      p = jax.tree_util.tree_unflatten(treedef, [l * alive[i] for l, i in zip(leaves, id_leaves)])
+
+      def loss(q):
+        rows = [(xi, yi, -len(pop[0]) - 1.0)] + list(zip(pop[0], pop[1], [1.0] * len(pop[0])))
+        total = sum(c * -jax.nn.log_softmax(logits_fn(q, a, None))[b] for a, b, c in rows)
+        return total / len(rows)
+
+      if int(np.argmax(logits_fn(p, xi, None))) != int(yi):
+        break
+      g = jax.grad(loss)(p)
+      score = np.zeros(u)
+      for l, gl, i in zip(jax.tree_util.tree_leaves(p), jax.tree_util.tree_leaves(g), id_leaves):
+        np.add.at(score, i.ravel(), np.asarray(l * gl, np.float64).ravel())
+      score[~alive] = -np.inf
+      if score.max() <= 0:
+        break
+      alive[int(np.argmax(score))] = False
+    selected |= set(np.flatnonzero(~alive).tolist())
+  return selected, ids
+
+
+def test_critmem_with_population_equals_the_published_loop():
+  key = jax.random.PRNGKey(3)
+  k1, k2, k3, k4 = jax.random.split(key, 4)
+  params = {"dense0": {"kernel": jax.random.normal(k1, (4, 6)), "bias": jnp.zeros(6)},
+            "classifier": {"kernel": jax.random.normal(k2, (6, 3)), "bias": jnp.zeros(3)}}
+
+  def logits_fn(p, x, consts):
+    h = jax.nn.relu(x @ p["dense0"]["kernel"] + p["dense0"]["bias"])
+    return h @ p["classifier"]["kernel"] + p["classifier"]["bias"]
+
+  x = jax.random.normal(k3, (5, 4))
+  y = jnp.argmax(jax.vmap(lambda a: logits_fn(params, a, None))(x), axis=1)  # all right
+  pop = (jax.random.normal(k4, (7, 4)), jnp.arange(7) % 3)
+  mask, info = localize.critmem_mask(logits_fn, params, x, y, population=pop, chunk_size=2)
+  want, ids = _critmem_reference(logits_fn, params, np.asarray(x), np.asarray(y), pop, 36)
+  got = set(np.unique(np.concatenate([np.asarray(i)[np.asarray(m)] for i, m in zip(
+      jax.tree_util.tree_leaves(ids), jax.tree_util.tree_leaves(mask))])).tolist())
+  assert got == want and len(want) > 0
+  assert info["population"] == 7 and info["flipped"] + info["stalled"] == 5
+  # the population term changes the choice: the example's loss alone picks other units
+  alone, _ = localize.critmem_mask(logits_fn, params, x, y, chunk_size=2)
+  assert any(bool(np.any(np.asarray(a) != np.asarray(b))) for a, b in zip(
+      jax.tree_util.tree_leaves(alone), jax.tree_util.tree_leaves(mask)))
 
 
 def test_masks_differ_between_iid_and_non_iid_forget_sets(digits):

@@ -64,6 +64,7 @@ __all__ = [
   "random_mask",
   "forward_order",
   "layer_depth_mask",
+  "CRITMEM_UNITS",
   "critical_units",
   "critmem_mask",
 ]
@@ -493,11 +494,44 @@ def _random_scores_fn(spec: tuple):
   return jax.jit(fn)
 
 
-def random_mask(params: PyTree, alpha: float, key: jax.Array, granularity: str = "param"
-                ) -> PyTree:
-  """Strategy ``random`` (`10-del.md` §5): exactly floor(α·P) random elements (``param``) or
-  random output channels (``channel``), from ``key``."""
-  return global_top_fraction_mask(random_scores(params, key, granularity), alpha)
+def random_mask(params: PyTree, alpha: float, key: jax.Array, granularity: str = "param",
+                per_layer: bool = True) -> PyTree:
+  """Strategy ``random`` (`10-del.md` §5), exactly floor(α·P) elements from ``key``.
+
+  ``param``: uniformly random elements over the whole tree. ``channel`` (the spec: "random
+  channels per layer, keeping the layer structure"): every leaf gets its own quota, floor(α·n)
+  of its n elements (the floor's remainders go one element each to the leaves with the largest
+  remainders, so the total is exactly floor(α·P)), filled by whole output channels
+  (``channel_ids``) in a random order, the last one in part; element-wise leaves (biases, norm
+  parameters) take random elements. ``per_layer=False``: random channels drawn over all layers
+  at once (``random_scores``), so the layers' fractions vary.
+  """
+  if granularity == "param" or not per_layer:
+    return global_top_fraction_mask(random_scores(params, key, granularity), alpha)
+  if granularity not in GRANULARITIES:
+    raise ValueError(f"unknown granularity {granularity!r}; valid: {', '.join(GRANULARITIES)}")
+  a = Fraction(repr(_check_alpha(alpha)))
+  leaves, treedef = jax.tree_util.tree_flatten_with_path(params)
+  sizes = [int(np.size(l)) for _, l in leaves]
+  quota = [int(math.floor(a * s)) for s in sizes]
+  extra = budget_count(alpha, sum(sizes)) - sum(quota)  # < number of leaves
+  by_remainder = sorted(range(len(sizes)), key=lambda i: (-(a * sizes[i] - quota[i]), i))
+  for i in by_remainder[:extra]:
+    quota[i] += 1
+  keys = jax.random.split(key, max(1, len(leaves)))
+  out = []
+  for (path, leaf), q, k in zip(leaves, quota, keys):
+    shape = tuple(np.shape(leaf))
+    ids, c = channel_ids(path, shape)
+    order = np.asarray(jax.random.permutation(k, c))  # channels in a random order
+    rank = np.empty(c, np.int64)
+    rank[order] = np.arange(c)
+    flat = np.asarray(ids).ravel()
+    pick = np.lexsort((np.arange(flat.size), rank[flat]))[:q]  # whole channels first
+    m = np.zeros(flat.size, bool)
+    m[pick] = True
+    out.append(jnp.asarray(m.reshape(shape)))
+  return jax.tree_util.tree_unflatten(treedef, out)
 
 
 def _walk_first_use(jaxpr, env: dict, first: dict, counter: list) -> None:
@@ -591,15 +625,27 @@ def layer_depth_mask(params: PyTree, alpha: float, order: list[str], side: str =
   return jax.tree_util.tree_unflatten(treedef, [jnp.asarray(m) for m in masks])
 
 
-def critical_units(params: PyTree, exclude: Callable[[str], bool] | None = None
-                   ) -> tuple[PyTree, int]:
-  """Units for ``critmem``: one per output channel of every kernel-like leaf (``channel_layout``
-  not element-wise), with the sibling ``bias`` of the same module tied to its kernel's channels.
+CRITMEM_UNITS = ("maini", "channel")
+
+
+def critical_units(params: PyTree, exclude: Callable[[str], bool] | None = None,
+                   units: str = "channel") -> tuple[PyTree, int]:
+  """Units for ``critmem``: the groups of parameters it zeroes together.
+
+  ``units='maini'`` (Maini et al.'s code, ``get_most_activated_node`` with
+  ``channel_wise='channel'``): every output channel of a 4-D (convolution) kernel is one unit
+  (its ``kh·kw·C_in`` weights); every other parameter element (dense kernels, biases, norm scales
+  and offsets, the classifier) is a unit of its own.
+  ``units='channel'``: one unit per output channel of every kernel-like leaf (``channel_layout``
+  not element-wise: conv and dense kernels), with the sibling ``bias`` of the same module tied
+  to its kernel's channels; norm parameters belong to no unit.
 
   Returns (a tree of int32 unit ids per element, U); elements outside every unit (norm
-  parameters, excluded layers) get id U. ``exclude(path)`` leaves out whole layers (e.g. the
-  classifier, whose units are the logits themselves).
+  parameters under ``channel``, excluded layers) get id U. ``exclude(path)`` leaves out whole
+  layers (e.g. the classifier, whose units are the logits themselves).
   """
+  if units not in CRITMEM_UNITS:
+    raise ValueError(f"unknown critmem units {units!r}; valid: {', '.join(CRITMEM_UNITS)}")
   leaves, treedef = jax.tree_util.tree_flatten_with_path(params)
   paths = [keypath_str(p) for p, _ in leaves]
   ids: list[np.ndarray | None] = [None] * len(leaves)
@@ -608,6 +654,15 @@ def critical_units(params: PyTree, exclude: Callable[[str], bool] | None = None
   for i, (path, leaf) in enumerate(leaves):
     shape = tuple(np.shape(leaf))
     if exclude is not None and exclude(paths[i]):
+      continue
+    if units == "maini":
+      size = int(math.prod(shape))
+      if len(shape) == 4:  # a conv kernel [kh, kw, C_in, C_out]: one unit per output channel
+        cid, c = np.broadcast_to(np.arange(shape[-1]), shape), int(shape[-1])
+      else:
+        cid, c = np.arange(size).reshape(shape), size
+      ids[i] = np.asarray(cid, np.int64) + offset
+      offset += c
       continue
     kind, k = channel_layout(path, shape)
     if kind == "elementwise":
@@ -618,7 +673,7 @@ def critical_units(params: PyTree, exclude: Callable[[str], bool] | None = None
       kernel_of[_layer_of(paths[i])] = (offset, shape[len(shape) - k:])
     offset += c
   for i, (path, leaf) in enumerate(leaves):
-    if ids[i] is not None or not paths[i].endswith("/bias"):
+    if units == "maini" or ids[i] is not None or not paths[i].endswith("/bias"):
       continue
     tied = kernel_of.get(_layer_of(paths[i]))
     if tied is not None and tuple(np.shape(leaf)) == tuple(tied[1]):
@@ -628,42 +683,66 @@ def critical_units(params: PyTree, exclude: Callable[[str], bool] | None = None
   return jax.tree_util.tree_unflatten(treedef, out), offset
 
 
-@functools.partial(jax.jit, static_argnums=(0, 4, 5))
-def _critmem_chunk(logits_fn, params, consts, unit_ids, num_units, max_steps, xs, ys, w):
-  """Greedy per-example unit removal for one chunk (vmapped over examples)."""
+@functools.partial(jax.jit, static_argnums=(0, 4, 5, 6))
+def _critmem_steps(logits_fn, params, consts, unit_ids, num_units, cap, inner, xs, ys, fresh,
+                   alive, steps, done, pop):
+  """Up to `inner` more greedy removals for every slot of a pool (vmapped over slots).
 
-  def zeroed(alive):
-    ext = jnp.concatenate([alive, jnp.ones((1,), alive.dtype)])
+  A slot holds one example: `fresh` restarts it (every unit alive, no removal), `done` slots
+  are left as they are. Returns (alive, done, flipped, stalled, steps): a slot is done once its
+  prediction flipped, it stalled (no unit with a positive score left) or it made `cap`
+  removals."""
+  ce = lambda p, x, y: -jax.nn.log_softmax(logits_fn(p, x, consts))[y]
+  size = 1 if pop is None else int(pop[1].shape[0]) + 1  # B: the example and its population
+
+  def zeroed(a):
+    ext = jnp.concatenate([a, jnp.ones((1,), a.dtype)])
     return jax.tree_util.tree_map(lambda p, u: p * ext[u].astype(p.dtype), params, unit_ids)
 
-  def loss(p, x, y):
+  def objective(p, x, y):
+    # Maini et al.: the batch-mean CE with the example's loss scaled by -B,
+    # J = (1/B) Σ_{j in population} CE_j - CE_i (no population: J = -CE_i)
     logits = logits_fn(p, x, consts)
-    return -jax.nn.log_softmax(logits)[y], logits
+    j = jax.nn.log_softmax(logits)[y]
+    if pop is not None:
+      j = j + jnp.sum(jax.vmap(lambda a, b: ce(p, a, b))(*pop)) / size
+    return j, logits
 
-  def one(x, y, wi):
-    def body(_, carry):
-      alive, done = carry
-      p = zeroed(alive)
-      g, logits = jax.grad(loss, has_aux=True)(p, x, y)
+  def one(x, y, fresh_i, alive_i, steps_i, done_i):
+    alive_i = jnp.where(fresh_i, jnp.ones_like(alive_i), alive_i)
+    steps_i = jnp.where(fresh_i, 0, steps_i)
+    done_i = jnp.where(fresh_i, False, done_i)
+
+    def cond(c):
+      return ~c[1] & (c[4] < cap) & (c[5] < inner)
+
+    def body(c):
+      a, _, _, _, st, k = c
+      p = zeroed(a)
+      g, logits = jax.grad(objective, has_aux=True)(p, x, y)
       flipped = jnp.argmax(logits) != y
-      done = done | flipped
-      # first-order increase of the example's loss when a unit is zeroed: -Σ_{e in unit} θ_e g_e
-      taylor = jax.tree_util.tree_map(lambda pi, gi: -(pi * gi).astype(jnp.float32), p, g)
+      # zeroing element e changes J by about -θ_e ∂J/∂θ_e: the unit with the largest Σ θ ⊙ ∇J
+      # lowers J (raises the example's loss against the population's) the most
+      prod = jax.tree_util.tree_map(lambda pi, gi: (pi * gi).astype(jnp.float32), p, g)
       score = jnp.zeros((num_units + 1,), jnp.float32)
-      for t, u in zip(jax.tree_util.tree_leaves(taylor), jax.tree_util.tree_leaves(unit_ids)):
+      for t, u in zip(jax.tree_util.tree_leaves(prod), jax.tree_util.tree_leaves(unit_ids)):
         score = score.at[u.ravel()].add(t.ravel())
-      score = jnp.where(alive > 0, score[:num_units], -jnp.inf)
+      score = jnp.where(a > 0, score[:num_units], -jnp.inf)
       j = jnp.argmax(score)
-      alive = jnp.where(done, alive, alive.at[j].set(0.0))
-      return alive, done
+      stalled = ~flipped & (score[j] <= 0)  # as published: only a positive score is removed
+      stop = flipped | stalled
+      a = jnp.where(stop, a, a.at[j].set(0.0))
+      return a, stop, flipped, stalled, st + jnp.where(stop, 0, 1), k + 1
 
-    alive0 = jnp.ones((num_units,), jnp.float32)
-    alive, done = jax.lax.fori_loop(0, max_steps, body, (alive0, wi <= 0))
-    # did the last removal flip it? (checked once more after the loop)
-    flipped = jnp.argmax(logits_fn(zeroed(alive), x, consts)) != y
-    return alive, (done | flipped) & (wi > 0)
+    c = jax.lax.while_loop(cond, body, (alive_i, done_i, jnp.zeros((), bool),
+                                        jnp.zeros((), bool), steps_i, jnp.zeros((), jnp.int32)))
+    a, stop, flipped, stalled, st, _ = c
+    at_cap = ~stop & (st >= cap)
+    # a slot that made its last allowed removal: did that removal flip it?
+    flipped = flipped | (at_cap & (jnp.argmax(logits_fn(zeroed(a), x, consts)) != y))
+    return a, stop | at_cap, flipped, stalled, st
 
-  return jax.vmap(one)(xs, ys, w)
+  return jax.vmap(one)(xs, ys, fresh, alive, steps, done)
 
 
 def critmem_mask(
@@ -673,55 +752,112 @@ def critmem_mask(
   y: Any,
   *,
   consts: Any = None,
-  max_steps: int = 32,
-  chunk_size: int = 256,
+  population: tuple[Any, Any] | None = None,
+  units: str = "maini",
+  max_steps: int | None = None,
+  chunk_size: int = 16,
+  inner_steps: int = 16,
   exclude: Callable[[str], bool] | None = None,
 ) -> tuple[PyTree, dict]:
   """Strategy ``critmem`` (`10-del.md` §5; Maini et al., "Can Neural Network Memorization Be
-  Localized?", ICML 2023): per forget example, zero its highest-scoring unit (output channel of
-  a layer, ``critical_units``) again and again until its prediction flips; the mask is the union
-  of the zeroed units over the forget set, so it sets its own budget.
+  Localized?", ICML 2023, public code ``experiments/neuron_flipping/attribution_utils.py``): per
+  forget example, zero its highest-scoring unit again and again until its prediction flips; the
+  mask is the union of the zeroed units over the forget set, so it sets its own budget.
 
-  The score of a unit for an example at the current (partly zeroed) weights θ is the first-order
-  increase of that example's loss when the unit is zeroed, -Σ_{e in unit} θ_e ∇_e L (a signed,
-  per-example ``weighted_grad``), recomputed after every removal from the example's own gradient
-  (``jax.vmap`` over a chunk of examples). An example the model already misclassifies zeroes
-  nothing; one that has not flipped after ``max_steps`` removals keeps them in the mask and is
-  counted in ``info['not_flipped']``.
+  As published (the defaults): for example i with a population P of other training examples
+  (B = |P| + 1; the code uses the training batch of 512 that holds i), the objective is the
+  batch-mean cross-entropy with i's loss scaled by −B,
+  J_i(θ) = (1/B) Σ_{j∈P} CE_j(θ) − CE_i(θ), and the unit score is Σ_{e ∈ unit} θ_e ∂J_i/∂θ_e
+  (zeroing e lowers J_i by about θ_e ∂J_i/∂θ_e: i's loss rises while the population's stays),
+  recomputed at the current, partly zeroed weights after every removal, with the model in
+  inference mode. Units follow ``critical_units(units='maini')`` (conv output channels, every
+  other parameter element by element, the classifier included); only a unit with a positive
+  score is removed (an example with none left "stalls"), and there is no cap on the removals.
+
+  Variants: ``population=None`` scores by the example's own loss alone (J_i = −CE_i);
+  ``units='channel'`` zeroes output channels of every kernel-like leaf (bias tied);
+  ``max_steps`` caps the removals per example; ``exclude`` leaves layers out of the units.
+  Not implemented: the published code's optional input-noise averaging (``gaussian_noise``,
+  ``n_EoT``), a random draw per step.
 
   Args:
     logits_fn: ``logits_fn(params, x, consts) -> [num_classes]`` for ONE example, model in
       inference mode.
     params: θ* (single model); x, y: the forget set.
     consts: constants of ``logits_fn`` (e.g. BatchNorm statistics).
-    max_steps: removals per example at most.
-    chunk_size: examples per compiled chunk.
+    population: ``(x_pop, y_pop)``, the other B − 1 examples of i's batch, or None.
+    units: one of ``CRITMEM_UNITS``.
+    max_steps: removals per example at most (None: as many as there are units).
+    chunk_size: examples processed together (memory grows with chunk_size x |P|); an example
+      that is finished leaves its slot to the next one after at most ``inner_steps`` removals.
     exclude: layers left out of the units (default: none).
 
   Returns:
     (bool mask of params' structure, info with ``units``, ``units_selected``, ``flipped``,
-    ``not_flipped``, ``already_wrong``, ``fraction``).
+    ``not_flipped``, ``stalled``, ``already_wrong``, ``removals_mean``/``removals_max`` (over
+    the examples that flipped), ``fraction``, ``population``, ``unit_kind``).
   """
-  unit_ids, num_units = critical_units(params, exclude)
+  unit_ids, num_units = critical_units(params, exclude, units)
   if num_units == 0:
     raise ValueError("critmem: the parameters have no kernel-like leaf to take units from")
+  if max_steps is not None and (isinstance(max_steps, bool) or int(max_steps) < 1):
+    raise ValueError(f"critmem: max_steps must be an integer >= 1 or None, got {max_steps!r}")
+  cap = num_units if max_steps is None else min(int(max_steps), num_units)
   y = jnp.asarray(y, jnp.int32)
+  pop = None
+  if population is not None:
+    px, py = population
+    if len(px) == 0:
+      raise ValueError("critmem: the population is empty; pass None to score the example alone")
+    pop = (jnp.asarray(px), jnp.asarray(py, jnp.int32))
   selected = np.zeros(num_units, bool)
-  flipped_n, already_wrong = 0, 0
+  flipped_n, stalled_n, already_wrong = 0, 0, 0
+  removals: list[int] = []
   n = int(len(y))
   ids = jax.tree_util.tree_map(jnp.asarray, unit_ids)
-  for (xs, ys), w, m in pex.chunks((jnp.asarray(x), y), min(int(chunk_size), n)):
-    alive, flipped = _critmem_chunk(logits_fn, params, consts, ids, num_units, int(max_steps),
-                                    xs, ys, w)
-    alive, flipped = np.asarray(alive)[:m], np.asarray(flipped)[:m]
-    selected |= (alive[:m] == 0).any(axis=0)
-    flipped_n += int(flipped.sum())
-    already_wrong += int(((alive == 1).all(axis=1) & flipped).sum())
+  x = jnp.asarray(x)
+  # a pool of `slots` examples: each call runs a few more removals in every slot, then the
+  # slots whose example is finished take the next examples (no slot waits for the slowest)
+  slots = max(1, min(int(chunk_size), n))
+  slot_ex = np.full(slots, -1)
+  alive = jnp.ones((slots, num_units), jnp.float32)
+  steps = jnp.zeros((slots,), jnp.int32)
+  done = jnp.ones((slots,), bool)
+  nxt = 0
+  while True:
+    fresh = np.zeros(slots, bool)
+    for s_ in np.flatnonzero(slot_ex < 0):
+      if nxt >= n:
+        break
+      slot_ex[s_], fresh[s_] = nxt, True
+      nxt += 1
+    if (slot_ex < 0).all():
+      break
+    rows = jnp.asarray(np.maximum(slot_ex, 0))
+    alive, done, flipped, stalled, steps = _critmem_steps(
+        logits_fn, params, consts, ids, num_units, cap, int(inner_steps), x[rows], y[rows],
+        jnp.asarray(fresh), alive, steps, jnp.asarray(done | (slot_ex < 0)), pop)
+    finished = np.asarray(done) & (slot_ex >= 0)
+    if finished.any():
+      f_steps, f_flip = np.asarray(steps)[finished], np.asarray(flipped)[finished]
+      selected |= (np.asarray(alive)[finished] == 0).any(axis=0)
+      flipped_n += int(f_flip.sum())
+      stalled_n += int(np.asarray(stalled)[finished].sum())
+      already_wrong += int(((f_steps == 0) & f_flip).sum())
+      removals += [int(v) for v in f_steps[f_flip & (f_steps > 0)]]
+      slot_ex[finished] = -1
+    done = np.asarray(done)
   ext = np.concatenate([selected, [False]])
   mask = jax.tree_util.tree_map(lambda u: jnp.asarray(ext[np.asarray(u)]), unit_ids)
   total = sum(int(np.size(l)) for l in jax.tree_util.tree_leaves(params))
   count = sum(int(np.count_nonzero(np.asarray(l))) for l in jax.tree_util.tree_leaves(mask))
+  done = np.asarray(removals, int)
   info = dict(units=int(num_units), units_selected=int(selected.sum()), examples=n,
-              flipped=flipped_n, not_flipped=n - flipped_n, already_wrong=already_wrong,
-              fraction=count / total if total else 0.0, max_steps=int(max_steps))
+              flipped=flipped_n, not_flipped=n - flipped_n, stalled=stalled_n,
+              already_wrong=already_wrong,
+              removals_mean=float(done.mean()) if done.size else 0.0,
+              removals_max=int(done.max()) if done.size else 0,
+              fraction=count / total if total else 0.0,
+              max_steps=None if max_steps is None else int(max_steps),
+              population=0 if pop is None else int(pop[1].shape[0]), unit_kind=units)
   return mask, info
