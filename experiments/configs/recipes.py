@@ -189,7 +189,8 @@ OFFICIAL = {
         "mask_batch_size": (128, f"{DEL}: generate_mask.py L69-90 (forget loader, batch 128)"),
         "mask_drop_last": (True, f"{DEL}: generate_mask.py (forget loader drop_last=True; sum of "
                                  "batch means)"),
-        "aggregation": ("sum_then_abs", f"{DEL}: generate_mask.py L69-164 (abs of Σ_batches θ·∇)"),
+        "aggregation": ("batch_means", f"{DEL}: generate_mask.py L69-164 (abs of Σ_batches θ·∇ "
+                                       "of the batch-mean loss)"),
     },
 }
 
@@ -211,6 +212,21 @@ OFFICIAL_BY_DATASET = {
     },
 }
 
+# model -> method -> field -> (value, source), on top of the dataset's: the public code branches
+# on the model (DEL's ViT for SVHN)
+OFFICIAL_BY_MODEL = {
+    "vit": {
+        "del": {
+            "top_h": ("all", f"{DEL}: generate_mask.py L111-117 (model 'vit': flatten_grads."
+                             "mean(dim=1), the plain mean of each output row)"),
+            "classifier": ("final_ln+classifier", f"{DEL}: unlearn.py L178-181, "
+                                                  "unlearning_models.py L243-246 (all of "
+                                                  "`mlp_head`, its LayerNorm and Linear, stays "
+                                                  "trainable; ours: final_ln + classifier)"),
+        },
+    },
+}
+
 # What `official` means for methods without a public recipe of their own.
 NO_OFFICIAL = {
     "retrain": "the reference training recipe of config.train (the oracle's)",
@@ -221,14 +237,16 @@ FROM_TRAINING = {"single_gradient": {
     "train_batch_size": "config.train.batch_size (B of the training: the scale is size(D_f)/B)"}}
 
 
-def official_values(name: str, dataset: str | None) -> dict:
-  """field -> (value, source) of the official recipe of `name` on `dataset`."""
+def official_values(name: str, dataset: str | None, model: str | None = None) -> dict:
+  """field -> (value, source) of the official recipe of `name` on `dataset` with `model`."""
   table = dict(OFFICIAL.get(name, {}))
   table.update(OFFICIAL_BY_DATASET.get(dataset, {}).get(name, {}))
+  table.update(OFFICIAL_BY_MODEL.get(model, {}).get(name, {}))
   return table
 
 
-def recipe_values(name: str, dataset: str | None, recipe: str, defaults: dict) -> dict:
+def recipe_values(name: str, dataset: str | None, recipe: str, defaults: dict,
+                  model: str | None = None) -> dict:
   """The method's hyperparameters under `recipe`: its module `defaults` with the recipe's values."""
   if recipe not in RECIPES:
     raise ValueError(f"unknown recipe '{recipe}'; choose one of {', '.join(RECIPES)}")
@@ -236,16 +254,17 @@ def recipe_values(name: str, dataset: str | None, recipe: str, defaults: dict) -
   if recipe == "fast":
     values.update(METHOD_PRESETS.get(dataset, {}).get(name, {}))
   else:
-    values.update({k: v for k, (v, _) in official_values(name, dataset).items()})
+    values.update({k: v for k, (v, _) in official_values(name, dataset, model).items()})
   return values
 
 
-def source_of(name: str, field: str, dataset: str | None, recipe: str) -> str:
+def source_of(name: str, field: str, dataset: str | None, recipe: str,
+              model: str | None = None) -> str:
   """Where a value of the recipe comes from."""
   if field in FROM_TRAINING.get(name, {}):
     return FROM_TRAINING[name][field]
   if recipe == "official":
-    entry = official_values(name, dataset).get(field)
+    entry = official_values(name, dataset, model).get(field)
     if entry is not None:
       return entry[1]
     return NO_OFFICIAL.get(name, "ours (module DEFAULTS; no counterpart in the public code)")
@@ -293,6 +312,10 @@ def to_markdown(datasets=("mnist1d", "cifar10", "svhn_cropped")) -> str:
       tuned = " ‡" if field in METHOD_PRESETS.get(datasets[0], {}).get(name, {}) else ""
       out.append(f"| {field} | {_fmt(fast[field])}{tuned} | {_fmt(off[field])}{mark} | "
                  f"{source_of(name, field, datasets[1], 'official')} |")
+    for model, methods in OFFICIAL_BY_MODEL.items():
+      for field, (value, _) in methods.get(name, {}).items():
+        others.append(f"- model `{model}`: {field} = {_fmt(value)} "
+                      f"({source_of(name, field, datasets[1], 'official', model)})")
     out += [""] + (others + [""] if others else [])
   return "\n".join(out)
 

@@ -80,8 +80,8 @@ def _split_methods(value: str) -> tuple[tuple[str, ...], dict[str, str]]:
   return tuple(names), paths
 
 
-def method_config(name: str, dataset: str | None = None, recipe: str = "fast"
-                  ) -> ml_collections.ConfigDict:
+def method_config(name: str, dataset: str | None = None, recipe: str = "fast",
+                  model: str | None = None) -> ml_collections.ConfigDict:
   """The method's DEFAULTS with the values of `recipe` on `dataset` (`recipes.recipe_values`),
   as a ConfigDict (placeholders for `retrain`'s recipe fields, which follow `config.train`).
 
@@ -96,7 +96,7 @@ def method_config(name: str, dataset: str | None = None, recipe: str = "fast"
     defaults = dict(get_method(name).DEFAULTS)
   except ImportError:
     return ml_collections.ConfigDict({})
-  return ml_collections.ConfigDict(recipes.recipe_values(name, dataset, recipe, defaults))
+  return ml_collections.ConfigDict(recipes.recipe_values(name, dataset, recipe, defaults, model))
 
 
 def eval_config() -> ml_collections.ConfigDict:
@@ -183,7 +183,7 @@ def get_config(arg: str | None = None):
     raise ValueError(f"unknown recipe '{recipe}'; choose one of {', '.join(recipes.RECIPES)}")
   config.recipe = recipe
   config.method_configs = ml_collections.ConfigDict(
-      {m: method_config(m, config.data.name, recipe) for m in methods})
+      {m: method_config(m, config.data.name, recipe, config.model.name) for m in methods})
   if "visits" in config.method_configs.get("single_gradient", {}):
     # n of Thudi et al.: how often training visited D_f, i.e. the reference training's epochs
     config.method_configs.single_gradient.visits = config.train.epochs

@@ -330,33 +330,45 @@ def chunk_gradients(params, model_state, apply_fn, x, y, *, batch_size: int,
 @functools.lru_cache(maxsize=None)
 def _compiled_grad_accumulate(apply_fn, stacked: bool, model_axis: str,
                               per_model_rows: bool = False):
-  """acc + ∇θ mean-CE(batch) with the model in inference mode (model_state closed over)."""
+  """acc + scale · ∇θ mean-CE(batch) with the model in inference mode (model_state closed
+  over)."""
 
-  def one(acc, params, model_state, x, y):
+  def one(acc, params, model_state, x, y, scale):
     def loss(p):
       return cross_entropy(apply_fn(p, model_state, x, False)[0], y)
 
     g = jax.grad(loss)(params)
-    return jax.tree_util.tree_map(lambda a, gi: a + gi.astype(jnp.float32), acc, g)
+    return jax.tree_util.tree_map(lambda a, gi: a + scale * gi.astype(jnp.float32), acc, g)
 
   data_axis = 0 if per_model_rows else None
-  fn = (over_models(one, model_axis, in_axes=(0, 0, 0, data_axis, data_axis)) if stacked
+  fn = (over_models(one, model_axis, in_axes=(0, 0, 0, data_axis, data_axis, None)) if stacked
         else one)
   return jax.jit(fn, donate_argnums=(0,))
 
 
-def gradient_sum(state, x, y, *, batch_size: int, model_axis: str = "auto", index=None):
-  """Σ_B ∇θ CE_B(θ) per model over consecutive batches of (x, y), every example used.
+WEIGHTINGS = ("example", "batch")
+
+
+def gradient_sum(state, x, y, *, batch_size: int, model_axis: str = "auto", index=None,
+                 weighting: str = "batch"):
+  """Per model, over consecutive batches B of (x, y), every example used:
+  `weighting='batch'`: Σ_B ∇θ CE_B(θ), the sum of batch-mean gradients (DEL's and SalUn's code;
+  the examples of a partial last batch weigh more); `weighting='example'`: Σ_B (|B|/b) ∇θ
+  CE_B(θ) = (1/b) Σ_i ∇θ CE_i(θ) with b = `batch_size`, every example weighing the same
+  (the batch size only sets the memory).
 
   The same sum as `localize.batch_gradient_sum` with an inference-mode CE loss, but one compiled
   function serves every model and every call (the loss does not close over per-model state).
   `index` (`[N, n]`): model k sums over its own rows `index[k]` (batches of positions).
   """
+  if weighting not in WEIGHTINGS:
+    raise ValueError(f"unknown weighting {weighting!r}; valid: {', '.join(WEIGHTINGS)}")
   fn = _compiled_grad_accumulate(state.apply_fn, base.is_stacked(state),
                                  resolve_model_axis(model_axis), index is not None)
   acc = float32_zeros(state.params)
-  for xb, yb, _, _ in row_chunks(x, y, batch_size, index, pad=False):
-    acc = fn(acc, state.params, state.model_state, xb, yb)
+  for xb, yb, _, m in row_chunks(x, y, batch_size, index, pad=False):
+    scale = 1.0 if weighting == "batch" else m / batch_size
+    acc = fn(acc, state.params, state.model_state, xb, yb, jnp.float32(scale))
   return acc
 
 
@@ -383,16 +395,19 @@ def mask_fractions(mask, state) -> list:
 
 def localization_masks(state, x, y, *, alpha: float, criterion: str = "weighted_grad",
                        granularity: str = "channel", top_h="ten_percent_of_channels",
-                       batch_size: int = 128, model_axis: str = "auto", index=None):
-  """`localize.localization_mask` per model on (x, y): scores (DEL §1), optional channel
-  aggregation (§2), global top-α (§3). Returns a bool mask with the state's model axis.
-  `index` (`[N, n]`): model k scores its own rows `index[k]` of (x, y)."""
+                       batch_size: int = 128, model_axis: str = "auto", index=None,
+                       weighting: str = "batch"):
+  """`localize.localization_mask` per model on (x, y): scores (DEL §1) from the gradient sum of
+  `weighting` (`gradient_sum`), optional channel aggregation (§2), global top-α (§3). Returns a
+  bool mask with the state's model axis. `index` (`[N, n]`): model k scores its own rows
+  `index[k]` of (x, y)."""
   if granularity not in localize.GRANULARITIES:
     raise ValueError(f"unknown granularity {granularity!r}; valid: "
                      f"{', '.join(localize.GRANULARITIES)}")
   grads = None
   if criterion != "weight":
-    grads = gradient_sum(state, x, y, batch_size=batch_size, model_axis=model_axis, index=index)
+    grads = gradient_sum(state, x, y, batch_size=batch_size, model_axis=model_axis, index=index,
+                         weighting=weighting)
 
   def one(params, g):
     scores = localize.scores_from_gradient(params, g, criterion)

@@ -8,7 +8,9 @@ Definition (`10-del.md` §4), per model:
      from the method's key, not the original training init); BatchNorm running statistics are
      kept;
   3. finetune θ' on D_r only with cross-entropy, updating only m ∪ {whole classifier layer}
-     (`masking.always_trainable(m, path_contains('classifier'))`); everything else stays
+     (`masking.always_trainable(m, path_contains('classifier'))`; `classifier` names the head's
+     layers, '+'-separated: DEL's ViT keeps all of `mlp_head` trainable, its LayerNorm too, i.e.
+     `final_ln+classifier` in our ViT, the official recipe on `model=vit`); everything else stays
      bit-identical (weight decay 0 and the mask applied last); BatchNorm in training mode;
      SGD momentum 0.9, cosine decay to 0.01·lr.
 
@@ -29,11 +31,18 @@ strategies (random, shallowest, SalUn's ...) are paired with Reset + Finetune (`
 The localization options (criterion, granularity, top_h, batch size) are config values, so the
 ablations of §5 run through this method too; criterion `weighted_grad_all` scores on D_r ∪ D_f.
 
+One definition of DEL's mask serves the method, the study (`experiments.del_localization`) and
+the main job: `localization_mask` with the options below.
+
 Localization options beyond the paper's defaults:
-  aggregation        `sum_then_abs` (default: |Σ_B θ* ⊙ ∇ CE_B|, the sum of batch-mean
-                     gradients over consecutive batches of `mask_batch_size`, every example
-                     used) or `abs_then_sum` (Σ_i |θ* ⊙ g_i| from per-example gradients, `pex`,
-                     in chunks of `pex_chunk_size`, 0 = from the memory budget);
+  aggregation        `sum_then_abs` (default: s = |θ* ⊙ Σ_i ∇ CE_i|, every example of the scored
+                     set weighing the same; computed from batch gradients of `mask_batch_size`,
+                     which only sets the memory), `abs_then_sum` (Σ_i |θ* ⊙ g_i| from
+                     per-example gradients, `pex`, in chunks of `pex_chunk_size`, 0 = from the
+                     memory budget) or `batch_means` (|θ* ⊙ Σ_B ∇ CE_B|, the sum of batch-mean
+                     gradients over consecutive batches of `mask_batch_size` as DEL's code
+                     computes it: the examples of a partial last batch weigh more; with
+                     `mask_drop_last` every batch is full and it is `sum_then_abs` / B);
   mask_drop_last     the official batching (`45-recipes.md`): the scored set shuffled by
                      `mask_shuffle_seed` (one permutation shared by every model) and its last
                      partial batch of `mask_batch_size` (128 officially) dropped, then the batch
@@ -62,6 +71,8 @@ DEFAULTS = dict(alpha=0.3, criterion="weighted_grad", granularity="channel",
                 pex_chunk_size=0,
                 epochs=10, batch_size=64, learning_rate=0.05, momentum=0.9, weight_decay=0.0,
                 schedule="cosine", final_lr_fraction=0.01)
+
+AGGREGATIONS = localize.AGGREGATIONS + ("batch_means",)
 
 # DEL's official recipe (CIFAR-10 / ResNet-18, SVHN / ViT lr 0.05) is `recipe=official` in
 # experiments/configs/recipes.py (with mask_drop_last=True and the per-epoch cosine), docs/recipes.md.
@@ -121,6 +132,20 @@ def per_example_masks(state, x, y, cfg, index=None):
   return jax.tree_util.tree_map(lambda *m: jnp.stack(m), *masks)
 
 
+def localization_mask(state, x, y, cfg, *, index=None, model_axis: str = "auto"):
+  """DEL's mask (step 1) per model on the scored rows (x, y): the criterion's scores under
+  `cfg['aggregation']` (module docstring), channels, global top-α. `mask_drop_last` (the
+  official batching) is applied by the caller (`official_batches`)."""
+  aggregation = cfg.get("aggregation", "sum_then_abs")
+  if aggregation == "abs_then_sum":
+    return per_example_masks(state, x, y, cfg, index)
+  return common.localization_masks(
+      state, x, y, alpha=float(cfg["alpha"]), criterion=cfg["criterion"],
+      granularity=cfg["granularity"], top_h=cfg["top_h"],
+      batch_size=int(cfg["mask_batch_size"]), model_axis=model_axis, index=index,
+      weighting="batch" if aggregation == "batch_means" else "example")
+
+
 def localize_and_reset(state, data: base.UnlearnData, cfg, init_key, mask=None):
   """Steps 1-2: (reset state, reset mask, number of scored examples)."""
   scored = 0
@@ -130,14 +155,7 @@ def localize_and_reset(state, data: base.UnlearnData, cfg, init_key, mask=None):
     if cfg.get("mask_drop_last"):
       x, y, index = official_batches(x, y, int(cfg["mask_batch_size"]),
                                      int(cfg["mask_shuffle_seed"]), index)
-    if cfg.get("aggregation", "sum_then_abs") == "abs_then_sum":
-      mask = per_example_masks(state, x, y, cfg, index)
-    else:  # sum of batch-mean gradients over consecutive batches of mask_batch_size
-      mask = common.localization_masks(state, x, y, alpha=float(cfg["alpha"]),
-                                       criterion=cfg["criterion"],
-                                       granularity=cfg["granularity"], top_h=cfg["top_h"],
-                                       batch_size=int(cfg["mask_batch_size"]),
-                                       model_axis=data.model_axis, index=index)
+    mask = localization_mask(state, x, y, cfg, index=index, model_axis=data.model_axis)
     scored = 0 if cfg["criterion"] == "weight" else (
         int(len(x)) if index is None else int(index.shape[-1]))
   else:
@@ -154,8 +172,8 @@ def check_config(cfg, data: base.UnlearnData | None = None) -> None:
   base.require("del", cfg["granularity"] in localize.GRANULARITIES,
                f"granularity must be one of {', '.join(localize.GRANULARITIES)}, "
                f"got {cfg['granularity']!r}")
-  base.require("del", cfg["aggregation"] in localize.AGGREGATIONS,
-               f"aggregation must be one of {', '.join(localize.AGGREGATIONS)}, "
+  base.require("del", cfg["aggregation"] in AGGREGATIONS,
+               f"aggregation must be one of {', '.join(AGGREGATIONS)}, "
                f"got {cfg['aggregation']!r}")
   base.require("del", isinstance(cfg["mask_drop_last"], (bool, np.bool_)),
                f"mask_drop_last must be True or False, got {cfg['mask_drop_last']!r}")
@@ -176,12 +194,15 @@ def check_config(cfg, data: base.UnlearnData | None = None) -> None:
 def unlearn(state, data: base.UnlearnData, cfg, key, mask=None) -> base.UnlearnResult:
   check_config(cfg, data)
   base.check_split(data, state)
-  is_classifier = masking.path_contains(cfg["classifier"])
+  heads = [h for h in str(cfg["classifier"]).split("+") if h]
+  is_classifier = masking.path_contains(*heads)
   paths = [masking.keypath_str(p) for p, _ in
            jax.tree_util.tree_flatten_with_path(state.params)[0]]
-  base.require("del", any(map(is_classifier, paths)),
-               f"no parameter path has a component '{cfg['classifier']}' (the classifier layer "
-               f"that stays trainable); set 'classifier' to its name; paths: {paths}")
+  for head in heads or [""]:
+    base.require("del", any(map(masking.path_contains(head), paths)),
+                 f"no parameter path has a component '{head}' (a layer of the head that stays "
+                 f"trainable); set 'classifier' to its name ('+'-separated for several); "
+                 f"paths: {paths}")
   with base.Timer() as timer:
     init_key, data_key = common.split_keys(key, base.is_stacked(state))
     state, reset_mask, scored = localize_and_reset(state, data, cfg, init_key, mask)
