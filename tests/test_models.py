@@ -14,7 +14,7 @@ EXTRA = {"vit": dict(patch_size=2, dim=32, depth=1, heads=2)}
 
 # Every norm on the cheap models; one or two on the slow-to-compile ones.
 CASES = [(m, n) for m in ("mlp", "cnn") for n in ("batch", "group", "none")] + [
-    ("allcnn", "batch"), ("resnet18", "batch"), ("resnet18", "none"),
+    ("cnn", "batch_torch"), ("allcnn", "batch"), ("resnet18", "batch"), ("resnet18", "none"),
     ("preact_resnet18", "batch"), ("preact_resnet18", "group"), ("vit", "batch")]
 
 
@@ -34,7 +34,7 @@ def test_forward_shapes_and_modes(name, norm):
   eval_logits, same_state = model.apply(params, state, x, False)
   assert eval_logits.shape == (5, 7)
   assert jax.tree_util.tree_structure(same_state) == jax.tree_util.tree_structure(state)
-  has_bn = norm == "batch" and name != "vit"
+  has_bn = norm in ("batch", "batch_torch") and name != "vit"
   assert ("batch_stats" in state) == has_bn
   if has_bn:  # training mode updates running statistics, inference mode does not
     changed = jax.tree_util.tree_map(lambda a, b: not np.allclose(a, b), state, new_state)
@@ -237,3 +237,40 @@ def test_resnet50_width_scales_every_stage():
     assert block["conv2"]["kernel"].shape[-1] == 4 * inner
     assert block["shortcut"]["kernel"].shape[-1] == 4 * inner
   assert params["classifier"]["kernel"].shape == (512, 10)
+
+
+
+def test_batch_torch_keeps_pytorchs_running_variance():
+  """`batch_torch`: normalises like `batch`, but the running variance moves toward the unbiased
+  batch variance (torch.nn.BatchNorm2d), `batch` toward the biased one (Flax); same paths."""
+  from unlearn_jax.models.layers import Norm
+  x = jax.random.normal(jax.random.PRNGKey(3), (6, 4, 4, 3)) * 2.0 + 1.0
+  xn = np.asarray(x, np.float64).reshape(-1, 3)
+  n = xn.shape[0]  # 96 values per channel
+  out = {}
+  for kind in ("batch", "batch_torch"):
+    layer = Norm(kind)
+    variables = layer.init(jax.random.PRNGKey(0), x, False)
+    y, updates = layer.apply(variables, x, True, mutable=["batch_stats"])
+    out[kind] = (variables, np.asarray(y), updates["batch_stats"]["BatchNorm_0"])
+  (v_b, y_b, st_b), (v_t, y_t, st_t) = out["batch"], out["batch_torch"]
+  assert jax.tree_util.tree_structure(v_b) == jax.tree_util.tree_structure(v_t)
+  ref = (xn - xn.mean(0)) / np.sqrt(xn.var(0) + 1e-5)  # normalised by the biased variance
+  np.testing.assert_allclose(y_b.reshape(-1, 3), ref, rtol=1e-4, atol=1e-4)
+  np.testing.assert_allclose(y_t.reshape(-1, 3), ref, rtol=1e-4, atol=1e-4)
+  for st in (st_b, st_t):
+    np.testing.assert_allclose(st["mean"], 0.1 * xn.mean(0), rtol=1e-5)
+  np.testing.assert_allclose(st_b["var"], 0.9 + 0.1 * xn.var(0), rtol=1e-5)  # Flax: biased
+  np.testing.assert_allclose(st_t["var"], 0.9 + 0.1 * xn.var(0, ddof=1), rtol=1e-5)  # PyTorch
+  assert n > 1
+  # inference mode uses the running statistics
+  y_inf = np.asarray(Norm("batch_torch").apply({**v_t, "batch_stats": {"BatchNorm_0": st_t}},
+                                               x, False))
+  ref_inf = (xn - np.asarray(st_t["mean"])) / np.sqrt(np.asarray(st_t["var"]) + 1e-5)
+  np.testing.assert_allclose(y_inf.reshape(-1, 3), ref_inf, rtol=1e-4, atol=1e-4)
+  # a whole net: the same parameter paths with either kind
+  a = init_model(build_model("cnn", 5, width=0.25, norm="batch"), jax.random.PRNGKey(0),
+                 (8, 8, 1))
+  b = init_model(build_model("cnn", 5, width=0.25, norm="batch_torch"), jax.random.PRNGKey(0),
+                 (8, 8, 1))
+  assert jax.tree_util.tree_structure(a) == jax.tree_util.tree_structure(b)

@@ -111,8 +111,11 @@ def forget_config(kind: str = "iid") -> ml_collections.ConfigDict:
 
 def model_config(name: str, dataset: str, width: float = 1.0,
                  init: str = "flax") -> ml_collections.ConfigDict:
-  """`init`: 'flax' (Flax's default initializers) or 'torch' (torch.nn's, as the PyTorch papers)."""
-  cfg = ml_collections.ConfigDict(dict(name=name, width=width, norm="batch", init=init))
+  """`init`: 'flax' (Flax's default initializers) or 'torch'/'torchvision' (as the PyTorch papers
+  start their nets); the torch-style ones take PyTorch's BatchNorm convention too (`batch_torch`:
+  the unbiased batch variance in the running statistics, `models/layers.py`)."""
+  norm = "batch_torch" if init in ("torch", "torchvision") else "batch"
+  cfg = ml_collections.ConfigDict(dict(name=name, width=width, norm=norm, init=init))
   if name in ("resnet18", "preact_resnet18"):
     cfg.width = 0.125 if dataset in ("mnist5k", "digits") else 1.0
   if name == "preact_resnet18":

@@ -90,7 +90,8 @@ def build_model(name: str, num_classes: int, *, width: float = 1.0, norm: str = 
     name: one of `MODELS`.
     num_classes: size of the classifier output.
     width: width multiplier k (> 0) that scales every stage.
-    norm: 'batch', 'group' or 'none' (ignored by 'vit', which uses LayerNorm).
+    norm: 'batch', 'batch_torch' (PyTorch's running variance), 'group' or 'none' (ignored by
+      'vit', which uses LayerNorm).
     init: 'flax' or 'torch' (see the module docstring; the modules' field `param_init`).
     **options: model-specific options (see `model_options(name)`); `None` values are ignored.
   """

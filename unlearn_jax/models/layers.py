@@ -8,7 +8,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-NORMS = ("batch", "group", "none")
+NORMS = ("batch", "batch_torch", "group", "none")
 INITS = ("flax", "torch", "torchvision")
 
 
@@ -99,11 +99,49 @@ def _group_count(channels: int, max_groups: int = 32) -> int:
   return 1
 
 
+class TorchBatchNorm(nn.Module):
+  """BatchNorm with PyTorch's running statistics (`torch.nn.BatchNorm2d` defaults).
+
+  In training mode the batch is normalised by its mean and *biased* variance (as in Flax and
+  PyTorch), and the running variance is updated with the *unbiased* batch variance
+  var · n / (n − 1), n the number of values per channel (PyTorch), where Flax's `nn.BatchNorm`
+  uses the biased one: ra_var ← 0.9 · ra_var + 0.1 · var_unbiased (momentum 0.1 in PyTorch's
+  terms), ra_mean likewise. Parameters `scale`/`bias` and statistics `mean`/`var` carry Flax's
+  names, so the two are interchangeable in a checkpoint.
+  """
+  use_running_average: bool
+  momentum: float = 0.9
+  epsilon: float = 1e-5
+
+  @nn.compact
+  def __call__(self, x):
+    c = x.shape[-1]
+    scale = self.param("scale", nn.initializers.ones, (c,), jnp.float32)
+    bias = self.param("bias", nn.initializers.zeros, (c,), jnp.float32)
+    ra_mean = self.variable("batch_stats", "mean", lambda: jnp.zeros((c,), jnp.float32))
+    ra_var = self.variable("batch_stats", "var", lambda: jnp.ones((c,), jnp.float32))
+    if self.use_running_average:
+      mean, var = ra_mean.value, ra_var.value
+    else:
+      axes = tuple(range(x.ndim - 1))
+      mean = jnp.mean(x, axes)
+      var = jnp.mean(jnp.square(x - mean), axes)
+      n = x.size // c
+      if not self.is_initializing():
+        m = self.momentum
+        ra_mean.value = m * ra_mean.value + (1 - m) * mean
+        ra_var.value = m * ra_var.value + (1 - m) * var * (n / max(n - 1, 1))
+    y = (x - mean) * jax.lax.rsqrt(var + self.epsilon)
+    return (y * scale + bias).astype(x.dtype)
+
+
 class Norm(nn.Module):
   """BatchNorm (train/inference modes), GroupNorm or identity, chosen by name.
 
-  BatchNorm uses PyTorch's defaults (momentum 0.1 in PyTorch terms, i.e. flax momentum 0.9,
-  epsilon 1e-5), as the papers' reference code does.
+  `batch`: Flax's `nn.BatchNorm` with PyTorch's momentum and epsilon (momentum 0.1 in PyTorch
+  terms, i.e. flax momentum 0.9, epsilon 1e-5) but Flax's running variance (the biased batch
+  variance). `batch_torch`: `TorchBatchNorm`, PyTorch's convention in full (the unbiased batch
+  variance in the running statistics); the torch-style configs (`init='torchvision'`) use it.
   """
   kind: str = "batch"
 
@@ -111,6 +149,8 @@ class Norm(nn.Module):
   def __call__(self, x, train: bool):
     if self.kind == "batch":
       return nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5)(x)
+    if self.kind == "batch_torch":
+      return TorchBatchNorm(use_running_average=not train, name="BatchNorm_0")(x)
     if self.kind == "group":
       return nn.GroupNorm(num_groups=_group_count(x.shape[-1]), epsilon=1e-5)(x)
     if self.kind == "none":
