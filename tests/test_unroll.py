@@ -256,7 +256,7 @@ def test_unlearning_errors_match_a_python_loop(setup):
   eig = np.asarray(out["chunks"]["eigenvalue"], np.float64)
   e = U.unlearning_errors(steps, eig, every=K, checkpoint_every=F)
   lr, dw, dc = (np.asarray(steps[k], np.float64) for k in ("lr", "delta_w", "delta_ckpt"))
-  sigmas, acc = [], 0.0
+  acc = 0.0
   for t in range(1, STEPS + 1):
     j = t // K
     sig = abs(eig[j])

@@ -59,15 +59,32 @@ def get_config(arg: str | None = None):
   config.curve_epochs = (1, 2, 3, 5, 10, 30)  # part e: DEL's finetuning epochs
   config.localization = ml_collections.ConfigDict(dict(
       top_h="ten_percent_of_channels",  # DEL's ResNet rule (h = 10 % of output channels)
+      mask_batch_size=128,              # gradient batches of the scores (memory only)
       chunk_size=0,                     # per-example gradient chunk; 0 = from a memory budget
-      critmem_max_steps=32,             # critmem: unit removals per example at most
-      critmem_chunk_size=200,
-      classifier="classifier",          # left out of critmem's units
+      # critmem as published (Maini et al.): the example's batch as population, B = the
+      # training batch (theirs 512 = their training batch; ours 64), conv channels and single
+      # elements as units, no cap on the removals, no layer left out
+      critmem_batch=int(reference.train.batch_size),  # 0: the example's loss alone
+      critmem_units="maini",            # or 'channel' (output channels of every kernel)
+      critmem_max_steps=0,              # 0: no cap
+      critmem_chunk_size=16,            # examples removed in parallel
+      critmem_exclude="",               # '+'-separated layer names left out of the units
       official_batch_size=128,          # `del_official`: DEL's forget loader (drop_last)
   ))
   config.method_configs = ml_collections.ConfigDict(
       {m: method_config(m, dataset) for m in ("del", "finetune", "neggrad_plus",
                                               "random_label")})
+  # the baselines of "DEL is closer to the oracle than X" (SalUn and the full-parameter
+  # Finetune, NegGrad+, Random-Label), tuned before the claims on the validation split at DEL's
+  # budget: epochs 0 = DEL's finetuning epochs; privacy objective (unlearn_jax/tuning.py) with
+  # the main job's λ; the grids bracket the module defaults (lr 0.01, β 0.99)
+  config.baselines = ml_collections.ConfigDict(dict(
+      tune=True, goal="privacy", lam=0.4, epochs=0,
+      space=ml_collections.ConfigDict({
+          "finetune": {"learning_rate": (0.003, 0.01, 0.03, 0.1)},
+          "neggrad_plus": {"learning_rate": (0.003, 0.01, 0.03), "beta": (0.9, 0.97, 0.99)},
+          "random_label": {"learning_rate": (0.003, 0.01, 0.03, 0.1)},
+      })))
   config.eval = ml_collections.ConfigDict(dict(
       batch_size=1000, mia_splits=5, mia_seed=0, svc_features=("confidence",), workers=1))
   config.claims_tolerance_pp = 2.0  # "matches the oracle": |Δforget| <= max(this, 2 oracle stds)
@@ -80,8 +97,11 @@ def get_config(arg: str | None = None):
     config.ablation.criteria = ("weighted_grad",)
     config.ablation.extra_criteria = ("weighted_grad_all",)
     config.curve_epochs = (1, 2)
+    config.baselines.space = ml_collections.ConfigDict(
+        {"random_label": {"learning_rate": (0.01, 0.05)}})
     config.localization.official_batch_size = 8
     config.localization.critmem_max_steps = 4
+    config.localization.critmem_batch = 8
     for m in config.method_configs:
       config.method_configs[m].epochs = 1
     config.method_configs["del"].epochs = 2
