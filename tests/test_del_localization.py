@@ -33,7 +33,10 @@ def test_quick_study_end_to_end_and_resume(tmp_path, monkeypatch):
                                    fromlist=["get_config"]).get_config("quick"))
   for kind in ("iid", "non_iid"):
     r = res["results"][kind]
-    assert set(r["cells"]) == set(cells)
+    # the planned cells, plus the points a baseline's grid grew by past its edge
+    extra = set(r["cells"]) - set(cells)
+    assert set(cells) <= set(r["cells"]) and all("+tune:" in n for n in extra)
+    assert extra <= {x["cell"] for x in r["tuned"]["Random-Label (full)"]["rows"]}
     p = r["num_params"]
     for name, c in r["cells"].items():
       assert c["diverged"] == 0 and len(c["per_seed"]["forget_accuracy"]) == 3
@@ -188,3 +191,22 @@ def test_select_tuned_minimises_the_validation_objective_and_flags_the_edge():
   sums[cands[1]["name"]] = summary([0.85, None], [0.85, None])  # a diverged seed: +inf
   out = dl.select_tuned(cfg, sums, plan)["Random-Label (full)"]
   assert out["cell"] == cands[0]["name"] and out["rows"][1]["objective"] == float("inf")
+
+
+def test_a_selection_on_the_grid_edge_extends_the_grid():
+  cfg = __import__("experiments.configs.del_localization",
+                   fromlist=["get_config"]).get_config("quick")
+  plan = dl.tuning_plan(cfg)
+  hp = {"random_label": dict(cfg.method_configs["random_label"])}
+  tuned = {"Random-Label (full)": {"point": {"learning_rate": 0.05}, "edge": ["learning_rate"]}}
+  new = dl.extend_plan(plan, tuned, hp)
+  assert [c["point"] for c in new] == [{"learning_rate": 0.25}]  # 0.05 x (0.05 / 0.01)
+  assert plan["Random-Label (full)"][-1] is new[0]
+  assert dl.extend_plan(plan, tuned, hp) == []  # the same point is not added twice
+  # a step the method refuses (NegGrad+'s β past 1) adds nothing
+  cfg.algorithms = ("reset_finetune", "neggrad_plus")
+  cfg.baselines.space = {"neggrad_plus": {"beta": (0.97, 0.99)}}
+  plan = dl.tuning_plan(cfg)
+  hp = {"neggrad_plus": dict(cfg.method_configs["neggrad_plus"])}
+  tuned = {"NegGrad+ (full)": {"point": {"beta": 0.99}, "edge": ["beta"]}}
+  assert dl.extend_plan(plan, tuned, hp) == []

@@ -82,9 +82,10 @@ def get_config(arg: str | None = None):
   # the baselines of "DEL is closer to the oracle than X" (SalUn and the full-parameter
   # Finetune, NegGrad+, Random-Label), tuned before the claims on the validation split at DEL's
   # budget: epochs 0 = DEL's finetuning epochs; privacy objective (unlearn_jax/tuning.py) with
-  # the main job's λ; the grids bracket the module defaults (lr 0.01, β 0.99)
+  # the main job's λ; the grids bracket the module defaults (lr 0.01, β 0.99); a selection on a
+  # grid's edge adds the next point beyond it, `extend` times at most
   config.baselines = ml_collections.ConfigDict(dict(
-      tune=True, goal="privacy", lam=0.4, epochs=0,
+      tune=True, goal="privacy", lam=0.4, epochs=0, extend=3,
       space=ml_collections.ConfigDict({
           "finetune": {"learning_rate": (0.003, 0.01, 0.03, 0.1)},
           "neggrad_plus": {"learning_rate": (0.003, 0.01, 0.03), "beta": (0.9, 0.97, 0.99)},
@@ -104,6 +105,7 @@ def get_config(arg: str | None = None):
     config.curve_epochs = (1, 2)
     config.baselines.space = ml_collections.ConfigDict(
         {"random_label": {"learning_rate": (0.01, 0.05)}})
+    config.baselines.extend = 1
     config.localization.official_batch_size = 8
     config.localization.critmem_max_steps = 4
     config.localization.critmem_batch = 8

@@ -143,6 +143,38 @@ def tuning_plan(config) -> dict[str, list[dict]]:
   return out
 
 
+def extend_plan(plan: dict[str, list], tuned: Mapping[str, dict], hparams: Mapping[str, dict]
+                ) -> list[dict]:
+  """For each baseline selected on the edge of a numeric grid axis, one new candidate: the
+  selected point with that axis one geometric step beyond the edge (the ratio of the two
+  outermost values), if the method accepts it; appended to `plan`, returned."""
+  new = []
+  for label, t in tuned.items():
+    cands = plan[label]
+    for k in t["edge"]:
+      vals = sorted({c["point"][k] for c in cands if k in c["point"]})
+      if len(vals) < 2 or not all(isinstance(v, (int, float)) and v > 0 for v in vals):
+        continue
+      v = t["point"][k]
+      step = vals[-1] / vals[-2] if v == vals[-1] else vals[0] / vals[1]
+      point = {**t["point"], k: float(f"{v * step:.3g}")}
+      if any(c["point"] == point for c in cands):
+        continue
+      algo = cands[0]["algorithm"]
+      try:
+        check_method_config(ALGORITHMS[algo], {**hparams[ALGORITHMS[algo]], **point,
+                                               "epochs": cands[0]["epochs"]})
+      except Exception:  # noqa: BLE001 - beyond the method's range (e.g. β >= 1): no point
+        continue
+      c = {**{f: cands[0][f] for f in ("strategy", "alpha", "algorithm", "epochs")},
+           "point": point, "parts": ["t"],
+           "name": cell_name(cands[0]["strategy"], cands[0]["alpha"], algo, cands[0]["epochs"],
+                             point)}
+      cands.append(c)
+      new.append(c)
+  return new
+
+
 def select_tuned(config, summaries: Mapping[str, dict], plan: Mapping[str, list]) -> dict:
   """Per baseline, the candidate with the lowest validation objective of `config.baselines`
   (`tuning.objective`: privacy J = (1 − λ)·err_val + λ·|err_forget − err_val|, mean over the
@@ -150,7 +182,6 @@ def select_tuned(config, summaries: Mapping[str, dict], plan: Mapping[str, list]
   selection on the edge of a grid axis is flagged (`edge`)."""
   from unlearn_jax import tuning  # noqa: PLC0415
   goal, lam = str(config.baselines.goal), float(config.baselines.lam)
-  space = config.baselines.space
   out = {}
   for label, cands in plan.items():
     rows = []
@@ -165,7 +196,10 @@ def select_tuned(config, summaries: Mapping[str, dict], plan: Mapping[str, list]
                                              lam)))
       rows.append({"cell": c["name"], "point": c["point"], "objective": obj})
     best = min(range(len(rows)), key=lambda i: (rows[i]["objective"], i))
-    axes = dict(space.get(cands[0]["algorithm"]) or {})
+    axes: dict[str, set] = {}
+    for c in cands:  # the grid with the points added beyond its edges
+      for k, v in c["point"].items():
+        axes.setdefault(k, set()).add(v)
     edge = [k for k, vals in axes.items() if len(vals) > 1
             and rows[best]["point"].get(k) in (min(vals), max(vals))]
     out[label] = {"cell": rows[best]["cell"], "point": rows[best]["point"],
@@ -319,6 +353,7 @@ def check_config(config) -> dict[str, dict]:
       fail("baselines.goal", f"one of {', '.join(tuning.GOALS)}", b.goal, "privacy")
     validate.check_real(config, "baselines.lam", 0, 1, 0.4)
     validate.check_int(config, "baselines.epochs", 0, 0)
+    validate.check_int(config, "baselines.extend", 0, 2)
     for algo, space in (b.space or {}).items():
       if algo not in ALGORITHMS or algo == "reset_finetune":
         fail("baselines.space", f"grids of {', '.join(a for a in ALGORITHMS if a != 'del')}",
@@ -626,7 +661,7 @@ def run_kind(config, kind: str, workdir: Path, hparams: dict, cells: dict, bar, 
       masks[key] = (mask, info)
     return masks[key]
 
-  for name, cell in cells.items():
+  def run_one(name, cell):
     hp = cell_hparams(cell, hparams, config.localization.official_batch_size)
     spec_key = _key_of({"cell": {k: cell[k] for k in ("strategy", "alpha", "algorithm",
                                                       "epochs")},
@@ -656,6 +691,18 @@ def run_kind(config, kind: str, workdir: Path, hparams: dict, cells: dict, bar, 
     summaries[name].update({k: cell[k] for k in ("strategy", "alpha", "algorithm", "epochs",
                                                  "parts")})
     bar.update(1)
+
+  for name, cell in cells.items():
+    run_one(name, cell)
+  # a baseline selected on its grid's edge gets the next point beyond it (resumable cells too)
+  plan = tuning_plan(config)
+  for _ in range(int(config.baselines.get("extend", 0)) if config.get("baselines") else 0):
+    more = extend_plan(plan, select_tuned(config, summaries, plan), hparams)
+    if not more:
+      break
+    bar.total += len(more)
+    for c in more:
+      run_one(c["name"], c)
   # per-layer summaries of every mask used at α (and critmem), read back from disk
   for p in sorted(mask_dir.glob("*.json")) if mask_dir.exists() else []:
     mask_rows[p.stem] = experiment.read_workdir_json(p, "a mask's per-layer summary")
@@ -674,7 +721,7 @@ def run_kind(config, kind: str, workdir: Path, hparams: dict, cells: dict, bar, 
           "seeds": list(exp.seeds), "oracle_seeds": list(exp.group_seeds("oracle")),
           "oracle": oracle, "original": original, "ceiling": ceiling, "cells": summaries,
           "masks": mask_rows, "reference_cost": costs, "_masks": overlap_masks,
-          "tuned": select_tuned(config, summaries, tuning_plan(config)),
+          "tuned": select_tuned(config, summaries, plan),
           "computed": computed[0],
           "dataset": exp.dataset.name, "model": exp.model.name,
           "num_params": int(sum(np.size(l) for l in jax.tree_util.tree_leaves(
@@ -1171,7 +1218,8 @@ def write_report(workdir: Path, config, results: Mapping, overlaps: Mapping, hpa
               f"selected point minimises the {b.goal} objective of `unlearn_jax/tuning.py` "
               f"(λ = {float(b.lam):g}) on the validation and forget errors, mean over the "
               "seeds; the oracle and the test split are not read. A selection on a grid's edge "
-              "is flagged: the optimum may lie outside the grid.", ""]
+              f"adds the next point beyond it (a geometric step), at most {int(b.extend)} times; "
+              "one still on the edge is flagged: the optimum may lie outside the grid.", ""]
     for kind, r in results.items():
       rows = []
       for label, t in (r.get("tuned") or {}).items():
