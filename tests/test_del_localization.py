@@ -96,6 +96,10 @@ def test_quick_study_end_to_end_and_resume(tmp_path, monkeypatch):
     ("--config.method_configs.random_label.learning_rate=-1.0", "config.method_configs.random_label"),
     ("--config.localization.top_h=2.0", "config.localization.top_h"),
     ("--config.reference.train.epochs=0", "config.reference.train.epochs"),
+    ("--config.baselines.space.random_label.learning_rate=(0.01,0.01)",
+     "config.baselines.space.random_label"),
+    ("--config.baselines.goal=bias", "config.baselines.goal"),
+    ("--config.claims_paper_stds=0.0", "config.claims_paper_stds"),
 ])
 def test_bad_input_is_refused_in_one_line_before_anything_is_written(tmp_path, override, field):
   wd = tmp_path / "del"

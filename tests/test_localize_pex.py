@@ -239,11 +239,24 @@ def test_critmem_with_population_equals_the_published_loop():
   y = jnp.argmax(jax.vmap(lambda a: logits_fn(params, a, None))(x), axis=1)  # all right
   pop = (jax.random.normal(k4, (7, 4)), jnp.arange(7) % 3)
   mask, info = localize.critmem_mask(logits_fn, params, x, y, population=pop, chunk_size=2)
-  want, ids = _critmem_reference(logits_fn, params, np.asarray(x), np.asarray(y), pop, 36)
+  units = localize.critical_units(params, units="maini")[1]
+  want, ids = _critmem_reference(logits_fn, params, np.asarray(x), np.asarray(y), pop, units)
   got = set(np.unique(np.concatenate([np.asarray(i)[np.asarray(m)] for i, m in zip(
       jax.tree_util.tree_leaves(ids), jax.tree_util.tree_leaves(mask))])).tolist())
   assert got == want and len(want) > 0
   assert info["population"] == 7 and info["flipped"] + info["stalled"] == 5
+  # one removal per call: the pool carries every slot's state from call to call, same mask
+  slow, slow_info = localize.critmem_mask(logits_fn, params, x, y, population=pop, chunk_size=2,
+                                          inner_steps=1)
+  assert all(np.array_equal(a, b) for a, b in zip(jax.tree_util.tree_leaves(slow),
+                                                  jax.tree_util.tree_leaves(mask)))
+  assert slow_info["removals_mean"] == info["removals_mean"] and info["removals_max"] > 1
+  # a cap across calls: at most 1 removal per example
+  _, capped = localize.critmem_mask(logits_fn, params, x, y, population=pop, chunk_size=2,
+                                    inner_steps=1, max_steps=1)
+  assert capped["removals_max"] <= 1 and capped["units_selected"] <= 5
+  with pytest.raises(ValueError, match="inner_steps"):
+    localize.critmem_mask(logits_fn, params, x, y, inner_steps=0)
   # the population term changes the choice: the example's loss alone picks other units
   alone, _ = localize.critmem_mask(logits_fn, params, x, y, chunk_size=2)
   assert any(bool(np.any(np.asarray(a) != np.asarray(b))) for a, b in zip(

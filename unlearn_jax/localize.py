@@ -765,7 +765,8 @@ def critmem_mask(
   mask is the union of the zeroed units over the forget set, so it sets its own budget.
 
   As published (the defaults): for example i with a population P of other training examples
-  (B = |P| + 1; the code uses the training batch of 512 that holds i), the objective is the
+  (B = |P| + 1; the code uses the training batch of 512 that holds i; the caller chooses P, e.g.
+  one draw of retain examples shared by the forget set), the objective is the
   batch-mean cross-entropy with i's loss scaled by −B,
   J_i(θ) = (1/B) Σ_{j∈P} CE_j(θ) − CE_i(θ), and the unit score is Σ_{e ∈ unit} θ_e ∂J_i/∂θ_e
   (zeroing e lowers J_i by about θ_e ∂J_i/∂θ_e: i's loss rises while the population's stays),
@@ -802,6 +803,9 @@ def critmem_mask(
     raise ValueError("critmem: the parameters have no kernel-like leaf to take units from")
   if max_steps is not None and (isinstance(max_steps, bool) or int(max_steps) < 1):
     raise ValueError(f"critmem: max_steps must be an integer >= 1 or None, got {max_steps!r}")
+  if isinstance(inner_steps, bool) or int(inner_steps) < 1 or int(chunk_size) < 1:
+    raise ValueError(f"critmem: inner_steps and chunk_size must be integers >= 1, got "
+                     f"{inner_steps!r} and {chunk_size!r}")
   cap = num_units if max_steps is None else min(int(max_steps), num_units)
   y = jnp.asarray(y, jnp.int32)
   pop = None

@@ -113,7 +113,10 @@ def model_config(name: str, dataset: str, width: float = 1.0,
                  init: str = "flax") -> ml_collections.ConfigDict:
   """`init`: 'flax' (Flax's default initializers) or 'torch'/'torchvision' (as the PyTorch papers
   start their nets); the torch-style ones take PyTorch's BatchNorm convention too (`batch_torch`:
-  the unbiased batch variance in the running statistics, `models/layers.py`)."""
+  the unbiased batch variance in the running statistics, `models/layers.py`). The norm follows
+  the init when the config is built (`init=` in the config argument or the dataset's preset); a
+  later `--config.model.init=torch` keeps `norm`, so pass `--config.model.norm=batch_torch`
+  with it."""
   norm = "batch_torch" if init in ("torch", "torchvision") else "batch"
   cfg = ml_collections.ConfigDict(dict(name=name, width=width, norm=norm, init=init))
   if name in ("resnet18", "preact_resnet18"):

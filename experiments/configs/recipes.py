@@ -213,7 +213,8 @@ OFFICIAL_BY_DATASET = {
 }
 
 # model -> method -> field -> (value, source), on top of the dataset's: the public code branches
-# on the model (DEL's ViT for SVHN)
+# on the model (DEL's ViT for SVHN). Resolved when the config is built, i.e. from `model=vit` in
+# the config argument (a later --config.model.name=vit keeps the method configs as they were).
 OFFICIAL_BY_MODEL = {
     "vit": {
         "del": {

@@ -120,18 +120,19 @@ class TorchBatchNorm(nn.Module):
     bias = self.param("bias", nn.initializers.zeros, (c,), jnp.float32)
     ra_mean = self.variable("batch_stats", "mean", lambda: jnp.zeros((c,), jnp.float32))
     ra_var = self.variable("batch_stats", "var", lambda: jnp.ones((c,), jnp.float32))
+    xf = x.astype(jnp.float32)  # statistics in float32, as Flax's BatchNorm
     if self.use_running_average:
       mean, var = ra_mean.value, ra_var.value
     else:
       axes = tuple(range(x.ndim - 1))
-      mean = jnp.mean(x, axes)
-      var = jnp.mean(jnp.square(x - mean), axes)
+      mean = jnp.mean(xf, axes)
+      var = jnp.mean(jnp.square(xf - mean), axes)
       n = x.size // c
       if not self.is_initializing():
         m = self.momentum
         ra_mean.value = m * ra_mean.value + (1 - m) * mean
         ra_var.value = m * ra_var.value + (1 - m) * var * (n / max(n - 1, 1))
-    y = (x - mean) * jax.lax.rsqrt(var + self.epsilon)
+    y = (xf - mean) * jax.lax.rsqrt(var + self.epsilon)
     return (y * scale + bias).astype(x.dtype)
 
 
