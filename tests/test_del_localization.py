@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 import bad_inputs as bi
+from experiments.configs import del_localization as del_config
 from unlearn_jax import io, localize
 from unlearn_jax.pipelines import del_localization as dl
 
@@ -29,8 +30,7 @@ def test_quick_study_end_to_end_and_resume(tmp_path, monkeypatch):
                "Headline claims", "Baselines tuned on validation", "Random-Label (full) tuned"):
     assert part in report
   res = io.read_json(wd / "results.json")
-  cells = dl.plan_cells(__import__("experiments.configs.del_localization",
-                                   fromlist=["get_config"]).get_config("quick"))
+  cells = dl.plan_cells(del_config.get_config("quick"))
   for kind in ("iid", "non_iid"):
     r = res["results"][kind]
     # the planned cells, plus the points a baseline's grid grew by past its edge
@@ -175,8 +175,7 @@ def test_check_claims_uses_the_tuned_baseline_and_the_papers_numbers():
 
 
 def test_select_tuned_minimises_the_validation_objective_and_flags_the_edge():
-  cfg = __import__("experiments.configs.del_localization",
-                   fromlist=["get_config"]).get_config("quick")
+  cfg = del_config.get_config("quick")
   plan = dl.tuning_plan(cfg)
   assert list(plan) == ["Random-Label (full)"]
   cands = plan["Random-Label (full)"]
@@ -198,8 +197,7 @@ def test_select_tuned_minimises_the_validation_objective_and_flags_the_edge():
 
 
 def test_a_selection_on_the_grid_edge_extends_the_grid():
-  cfg = __import__("experiments.configs.del_localization",
-                   fromlist=["get_config"]).get_config("quick")
+  cfg = del_config.get_config("quick")
   plan = dl.tuning_plan(cfg)
   hp = {"random_label": dict(cfg.method_configs["random_label"])}
   tuned = {"Random-Label (full)": {"point": {"learning_rate": 0.05}, "edge": ["learning_rate"]}}

@@ -855,12 +855,12 @@ def critmem_mask(
   mask = jax.tree_util.tree_map(lambda u: jnp.asarray(ext[np.asarray(u)]), unit_ids)
   total = sum(int(np.size(l)) for l in jax.tree_util.tree_leaves(params))
   count = sum(int(np.count_nonzero(np.asarray(l))) for l in jax.tree_util.tree_leaves(mask))
-  done = np.asarray(removals, int)
+  removed = np.asarray(removals, int)
   info = dict(units=int(num_units), units_selected=int(selected.sum()), examples=n,
               flipped=flipped_n, not_flipped=n - flipped_n, stalled=stalled_n,
               already_wrong=already_wrong,
-              removals_mean=float(done.mean()) if done.size else 0.0,
-              removals_max=int(done.max()) if done.size else 0,
+              removals_mean=float(removed.mean()) if removed.size else 0.0,
+              removals_max=int(removed.max()) if removed.size else 0,
               fraction=count / total if total else 0.0,
               max_steps=None if max_steps is None else int(max_steps),
               population=0 if pop is None else int(pop[1].shape[0]), unit_kind=units)

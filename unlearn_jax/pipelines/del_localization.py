@@ -60,7 +60,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from unlearn_jax import claims as C
-from unlearn_jax import io, localize, masking, metrics
+from unlearn_jax import io, localize, masking, metrics, tuning
 from unlearn_jax.errors import ConfigError, UserError
 from unlearn_jax.methods import check_method_config, run_method
 from unlearn_jax.methods import del_ as del_method
@@ -118,6 +118,16 @@ BASELINES = (("SalUn", "salloc", "random_label"), ("Finetune (full)", "none", "f
              ("Random-Label (full)", "none", "random_label"))
 
 
+def baseline_cell(r: Mapping, label: str, alpha: float) -> tuple[str, Mapping | None]:
+  """(name shown, summary) of baseline `label` in one kind's results: the cell selected by
+  `select_tuned` where tuning ran, else the preset cell."""
+  tuned = (r.get("tuned") or {}).get(label)
+  if tuned is not None:
+    return f"{label} (tuned)", r["cells"].get(tuned["cell"])
+  _, strategy, algorithm = next(b for b in BASELINES if b[0] == label)
+  return label, _cell(r, strategy, alpha, algorithm)
+
+
 def baseline_epochs(config) -> int:
   """The baselines' epochs: `config.baselines.epochs`, 0 = DEL's finetuning epochs (the same
   budget of passes over the data)."""
@@ -128,7 +138,6 @@ def tuning_plan(config) -> dict[str, list[dict]]:
   """label -> the candidate cells of that baseline (grid order), empty without tuning."""
   if not config.get("baselines") or not config.baselines.tune or "c" not in config.parts:
     return {}
-  from unlearn_jax import tuning  # noqa: PLC0415
   epochs, alpha = baseline_epochs(config), float(config.alpha)
   out = {}
   for label, strategy, algorithm in BASELINES:
@@ -140,7 +149,8 @@ def tuning_plan(config) -> dict[str, list[dict]]:
     a = None if strategy == "none" else alpha
     out[label] = [dict(strategy=strategy, alpha=a, algorithm=algorithm, epochs=epochs,
                        point=dict(pt), parts=["t"],
-                       name=cell_name(strategy, a, algorithm, epochs, pt or {"tuned": 0}))
+                       name=cell_name(strategy, a, algorithm, epochs, pt) + ("" if pt else
+                                                                             "+tuned"))
                   for pt in points]
   return out
 
@@ -182,7 +192,6 @@ def select_tuned(config, summaries: Mapping[str, dict], plan: Mapping[str, list]
   (`tuning.objective`: privacy J = (1 − λ)·err_val + λ·|err_forget − err_val|, mean over the
   seeds; a diverged seed makes it +inf). The oracle and the test split are never read. A
   selection on the edge of a grid axis is flagged (`edge`)."""
-  from unlearn_jax import tuning  # noqa: PLC0415
   goal, lam = str(config.baselines.goal), float(config.baselines.lam)
   out = {}
   for label, cands in plan.items():
@@ -348,7 +357,6 @@ def check_config(config) -> dict[str, dict]:
     hparams["del"] = check_method_config("del", dict(config.method_configs["del"]))
   b = config.get("baselines")
   if b is not None:
-    from unlearn_jax import tuning  # noqa: PLC0415
     if not isinstance(b.tune, bool):
       fail("baselines.tune", "True or False", b.tune, "True")
     if b.goal != "privacy":  # the bias goal needs swapped labels, which this study has not
@@ -357,8 +365,6 @@ def check_config(config) -> dict[str, dict]:
     validate.check_real(config, "baselines.lam", 0, 1, 0.4)
     validate.check_int(config, "baselines.epochs", 0, 0)
     validate.check_int(config, "baselines.extend", 0, 2)
-  if "claims_paper_stds" in config:
-    validate.check_real(config, "claims_paper_stds", 0, math.inf, 2.0, lo_open=True)
     for algo, space in (b.space or {}).items():
       if algo not in ALGORITHMS or algo == "reset_finetune":
         fail("baselines.space", f"grids of {', '.join(a for a in ALGORITHMS if a != 'del')}",
@@ -377,6 +383,8 @@ def check_config(config) -> dict[str, dict]:
           raise ConfigError(f"config.baselines.space.{algo}: {e}; give values the method "
                             f"accepts, e.g. --config.baselines.space.{algo}.learning_rate="
                             "'(0.01, 0.05)'") from None
+  if "claims_paper_stds" in config:
+    validate.check_real(config, "claims_paper_stds", 0, math.inf, 2.0, lo_open=True)
   return hparams
 
 
@@ -944,11 +952,6 @@ def check_claims(results: Mapping, alpha: float, tol_pp: float, paper_stds: floa
                  ) -> list[dict]:
   """The headline claims of `10-del.md` §7, each per forget kind: held / not held / by how much."""
   rows = []
-  # the cells DEL is compared with: SalUn at the same budget and the full-parameter baselines
-  compared_specs = {"SalUn": ("salloc", alpha, "random_label"),
-                    "Finetune (full)": ("none", None, "finetune"),
-                    "NegGrad+ (full)": ("none", None, "neggrad_plus"),
-                    "Random-Label (full)": ("none", None, "random_label")}
   for kind, r in results.items():
     oracle = r["oracle"]
     del_ = _cell(r, "del", alpha, "reset_finetune")
@@ -971,11 +974,9 @@ def check_claims(results: Mapping, alpha: float, tol_pp: float, paper_stds: floa
                      f"{100 * abs(om):.1f} pp (threshold {100 * tol:.1f} pp: "
                      f"max({tol_pp:g} pp, 2 oracle stds))", why=v["why"]))
     # paired over seeds: DEL closer to the oracle's mean than each other method, seed by seed
-    # the baselines as tuned on validation at DEL's budget (`select_tuned`), else their presets
-    tuned = r.get("tuned") or {}
-    compared = {(f"{name} (tuned)" if name in tuned else name):
-                (r["cells"].get(tuned[name]["cell"]) if name in tuned else _cell(r, *spec))
-                for name, spec in compared_specs.items()}
+    # SalUn at the same budget and the full-parameter baselines, as tuned on validation at DEL's
+    # budget (`select_tuned`), else their presets
+    compared = dict(baseline_cell(r, label, alpha) for label, _, _ in BASELINES)
     for other_name, oc in {**compared,
                            "random_param": _cell(r, "random_param", alpha, "reset_finetune")
                            }.items():
@@ -1064,11 +1065,8 @@ def check_claims(results: Mapping, alpha: float, tol_pp: float, paper_stds: floa
                          f"{100 * adv['non_iid']:+.1f} pp"))
   if "non_iid" in results:
     r = results["non_iid"]
-    tuned = r.get("tuned") or {}
-    sal_name = (tuned["SalUn"]["cell"] if "SalUn" in tuned
-                else cell_name("salloc", alpha, "random_label"))
     for label, c, (pm, ps) in (("DEL", _cell(r, "del", alpha, "reset_finetune"), PAPER["DEL"]),
-                               ("SalUn", r["cells"].get(sal_name), PAPER["SalUn"])):
+                               ("SalUn", baseline_cell(r, "SalUn", alpha)[1], PAPER["SalUn"])):
       if c is None:
         continue
       m, s = _stat(c, "d_forget_accuracy")
